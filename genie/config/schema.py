@@ -154,6 +154,72 @@ class GenieConfig:
     mhcSinkhornIters: int = option(20, "Sinkhorn–Knopp iterations for H_res", min=1)
     mhcAlphaInit: float = option(0.01, "initial gate scale α of the mHC coefficients", min=0)
 
+    # --- stages 3 V2 / 4: sparse k-NN pairs, axial attention -----------------------------------
+    useSparseKNN: bool = option(
+        False,
+        "pairs as edges [n, k, c_p] to each residue's kNeighbors neighbours (no n×n tensor; "
+        "needs useFlashMode)",
+    )
+    knnStrategy: str = option(
+        "hybrid",
+        "neighbours: coordinate (Cα distance of the noisy trace), sequence (|i−j|), hybrid "
+        "(half of each, de-duplicated)",
+        choices=("coordinate", "sequence", "hybrid"),
+    )
+    knnChunkSize: int = option(
+        1024, "queries per block of the k-NN distance search (memory O(chunk·n))", min=1
+    )
+    sparseChunkSize: int = option(
+        1024, "residues per chunk of the sparse triangle/axial operations (memory O(chunk·k²·c))",
+        min=1,
+    )
+    useLocalEdgeBias: bool = option(
+        True, "sparse pairs: add attention over each residue's k edges, biased by the edges"
+    )
+    useSpatialBias: bool = option(
+        False, "sparse pairs: learned attention bias by sequence separation inside ±range"
+    )
+    spatialBiasRange: int = option(32, "sequence separations with their own bias (±range)", min=1)
+    useAxialAttention: bool = option(
+        False,
+        "row then column attention over the pair representation (sparse: O(n·k²); dense: O(n³) "
+        "compute, chunked memory)",
+    )
+    axialRowChunkSize: int | None = option(
+        None, "rows per chunk of dense axial attention (None = all; sparse: sparseChunkSize)", min=1
+    )
+    axialColChunkSize: int | None = option(
+        None, "columns per chunk of dense axial attention (None = all)", min=1
+    )
+
+    # --- memory: gradient checkpointing and parameter sharing --------------------------------
+    useGradientCheckpointing: bool = option(
+        False, "recompute whole layers in backward instead of storing their activations"
+    )
+    checkpointingStrategy: str = option(
+        "uniform",
+        "uniform: every checkpointEveryNLayers-th layer; adaptive: the layers with the largest "
+        "activation memory at the current length; selective: the kinds in checkpointModules",
+        choices=("uniform", "adaptive", "selective"),
+    )
+    checkpointEveryNLayers: int = option(1, "uniform: checkpoint every N-th layer of a stack", min=1)
+    checkpointModules: list[str] = option(
+        ["pair"], "selective: layer kinds to checkpoint (pair, structure)"
+    )
+    adaptiveCheckpointFraction: float = option(
+        0.5, "adaptive: fraction of the estimated activation memory to checkpoint", min=0, max=1
+    )
+    useModelCompression: bool = option(
+        False, "share layer weights within stacks (compressionStrategy)"
+    )
+    compressionStrategy: str = option(
+        "adjacent",
+        "universal: one set of weights per stack; adjacent: groups of compressionRatio "
+        "neighbouring layers share; none",
+        choices=("universal", "adjacent", "none"),
+    )
+    compressionRatio: int = option(2, "adjacent: layers per weight-sharing group", min=1)
+
     # --- model: structure stack (IPA, AF2 Alg. 22) -------------------------------------------
     structureEncoderDepth: int = option(
         5, "structure layers (IPA + transition + frame update)", min=1
@@ -250,10 +316,31 @@ def check_compatible(cfg: GenieConfig) -> None:
         )
     if cfg.useFactorizedTriangleOps and not cfg.useFactorizedPairs:
         raise ConfigError("useFactorizedTriangleOps needs useFactorizedPairs True")
-    if cfg.useFlashMode and not cfg.useFactorizedPairs:
+    if cfg.useFlashMode and not (cfg.useFactorizedPairs or cfg.useSparseKNN):
         raise ConfigError(
-            "useFlashMode needs useFactorizedPairs True: FlashIPA takes its pair bias and pair "
-            "output from the factors (zFactorRank, pairFactorDim)"
+            "useFlashMode needs useFactorizedPairs True (or useSparseKNN True): FlashIPA takes "
+            "its pair bias and pair output from pair factors (zFactorRank, pairFactorDim)"
+        )
+    if cfg.useSparseKNN:
+        if cfg.useFactorizedPairs:
+            raise ConfigError(
+                "useSparseKNN and useFactorizedPairs are both True: choose one pair "
+                "representation (sparse k-NN edges or factors)"
+            )
+        if not cfg.useFlashMode:
+            raise ConfigError(
+                "useSparseKNN needs useFlashMode True: the single track attends globally through "
+                "FlashIPA, whose factors are pooled from the edges (dense IPA would need n×n pairs)"
+            )
+    if cfg.useAxialAttention and cfg.useFactorizedPairs:
+        raise ConfigError(
+            "useAxialAttention works on dense pairs or sparse edges (useSparseKNN), not on "
+            "factorised pairs (useFactorizedPairs)"
+        )
+    bad = sorted(set(cfg.checkpointModules) - {"pair", "structure"})
+    if bad:
+        raise ConfigError(
+            f"checkpointModules: unknown kind(s) {', '.join(bad)} (allowed: pair, structure)"
         )
     if cfg.useProgressiveTraining:
         if cfg.progressiveStartLength > cfg.progressiveEndLength:
