@@ -1,10 +1,12 @@
 """Command-line sampling: ``--config FILE [--set key=value ...]``.
 
-Reads a sampling config (checkpoint, lengths, samples per length, batch size, temperature,
-seed, output folder), samples in batches of mixed lengths and writes one Cα-only file per
-backbone (PDB up to 9,999 residues, mmCIF above), atomically. Files already present are skipped,
-so an interrupted run continues where it stopped. Sample i of length L uses the seed derived
-from (seed, L, i); re-running with the same config regenerates exactly the missing files.
+Reads a sampling config (checkpoint, lengths, samples per length, batch size, sampler, seed,
+output folder), samples in batches of mixed lengths and writes one Cα-only file per backbone
+(PDB up to 9,999 residues, mmCIF above; optionally PDB fragments and the trajectory), atomically
+(:mod:`genie.sampling.writer`). Files already present are skipped, so an interrupted run
+continues where it stopped. Sample i of length L uses the seed derived from (seed, L, i);
+re-running with the same config regenerates exactly the missing files. A progress bar shows
+reverse steps/s and the ETA; one summary line ends the run.
 """
 
 from __future__ import annotations
@@ -13,33 +15,42 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from genie.config import ConfigError, SampleConfig, load_sample_config
-from genie.data.structure_io import write_ca_structure
-from genie.sampling.ddpm import ddpm_sample
+from genie.config.parser import parse_lines, parse_overrides
+from genie.data.structure_io import PDB_MAX_RESIDUES
+from genie.diffusion.schedule import DiffusionSchedule
+from genie.sampling.chains import ChainBatch
+from genie.sampling.ddim import DDIMSampler
+from genie.sampling.ddpm import DDPMSampler
+from genie.sampling.reverse import ReverseSampler, reverse_process
+from genie.sampling.writer import with_suffix, write_sample
 from genie.training.module import load_module
 from genie.training.runtime import apply_runtime_settings
 
-PDB_MAX_RESIDUES = 9999
 log = logging.getLogger("genie.sample")
 
 
 @dataclass(frozen=True)
 class SampleJob:
+    """One backbone to sample: its length, index within its length, seed and output stem."""
+
     length: int
     index: int
     seed: int
     stem: Path  # output path without suffix
-    fmt: str  # pdb, cif or auto
 
     def done(self) -> bool:
-        return any(self.stem.with_suffix(s).exists() for s in (".pdb", ".cif"))
+        """Whether the structure file (written last) exists: the sample is complete."""
+        return any(with_suffix(self.stem, s).exists() for s in (".pdb", ".cif"))
 
 
 def parse_lengths(items: Sequence[str]) -> list[int]:
@@ -69,13 +80,26 @@ def sample_seed(seed: int, length: int, index: int) -> int:
 
 
 def plan_jobs(cfg: SampleConfig) -> list[SampleJob]:
+    """Every sample the config asks for, in config order; checks that the format can hold them.
+
+    Raises:
+        ConfigError: ``outputFormat pdb`` with a length above 9,999 residues.
+    """
+    lengths = parse_lengths(cfg.sampleLengths)
+    if cfg.outputFormat == "pdb" and max(lengths) > PDB_MAX_RESIDUES:
+        raise ConfigError(
+            f"outputFormat pdb holds at most {PDB_MAX_RESIDUES} residues but sampleLengths has "
+            f"{max(lengths)}: use outputFormat auto (mmCIF above {PDB_MAX_RESIDUES}) or cif, "
+            "and saveFragments True for PDB pieces"
+        )
     out = Path(cfg.outputDirectory)
     return [
-        SampleJob(length, i, sample_seed(cfg.seed, length, i),
-                  out / f"{cfg.name}_L{length}_{i:04d}", cfg.outputFormat)
-        for length in parse_lengths(cfg.sampleLengths)
+        SampleJob(
+            length, i, sample_seed(cfg.seed, length, i), out / f"{cfg.name}_L{length}_{i:04d}"
+        )
+        for length in lengths
         for i in range(cfg.samplesPerLength)
-    ]  # fmt: skip
+    ]
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -91,26 +115,44 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def _progress(total: int, desc: str):
+def build_sampler(cfg: SampleConfig, schedule: DiffusionSchedule) -> ReverseSampler:
+    """The sampler the config names, on the model's schedule.
+
+    Raises:
+        ConfigError: a DDIM stride (``skipSteps``) not below the model's ``numTimesteps``.
+    """
+    if cfg.samplingStrategy == "ddpm":
+        return DDPMSampler(schedule=schedule, temperature=cfg.temperature)
     try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm ships with pytorch-lightning
-        return None
-    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+        return DDIMSampler(
+            schedule=schedule, stride=cfg.skipSteps, eta=cfg.ddimEta, temperature=cfg.temperature
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
-def sample(cfg: SampleConfig) -> list[Path]:
-    """Run a sampling config; returns the files written by this call."""
-    if not cfg.checkpoint:
-        raise ConfigError("checkpoint is empty: set it to a trained .ckpt file")
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    )
-    jobs = plan_jobs(cfg)
-    todo = [job for job in jobs if not job.done()]
-    print(f"[genie] {len(jobs)} samples planned, {len(jobs) - len(todo)} already written")
-    if not todo:
-        return []
+def describe_sampler(cfg: SampleConfig, sampler: ReverseSampler) -> str:
+    """One phrase for the summary line, e.g. ``ddim, stride 100, 10 steps, η 0, γ 0.6``."""
+    steps = len(sampler.timesteps())
+    if cfg.samplingStrategy == "ddpm":
+        return f"ddpm, {steps} steps, γ {cfg.temperature:g}"
+    stride = max(cfg.skipSteps, 1)
+    return f"ddim, stride {stride}, {steps} steps, η {cfg.ddimEta:g}, γ {cfg.temperature:g}"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda`` (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda: no CUDA device is available (use auto or cpu)")
+    return torch.device(name)
+
+
+def load_model(
+    cfg: SampleConfig, device: torch.device
+) -> tuple[torch.nn.Module, DiffusionSchedule]:
+    """The denoiser (eval mode, chunk overrides applied) and its schedule, on ``device``."""
     checkpoint = resolve_checkpoint(cfg.checkpoint)
     print(f"[genie] checkpoint: {checkpoint}")
     module = load_module(checkpoint, map_location=device)
@@ -120,48 +162,102 @@ def sample(cfg: SampleConfig) -> list[Path]:
         model.triangle_chunk_size = cfg.triangleChunkSize
     if cfg.ipaChunkSize is not None:
         model.ipa_chunk_size = cfg.ipaChunkSize
-    schedule = module.schedule.to(device)
+    uses_graph = getattr(model, "uses_graph", getattr(model, "build_graph", None) is not None)
+    if cfg.knnUpdateFrequency > 1 and not uses_graph:
+        log.warning("knnUpdateFrequency = %d has no effect: this model builds no k-NN graph",
+                    cfg.knnUpdateFrequency)  # fmt: skip
+    return model, module.schedule.to(device)
+
+
+def _keeps_trajectory(cfg: SampleConfig, job: SampleJob) -> bool:
+    if not cfg.saveTrajectory:
+        return False
+    if job.length > cfg.trajectoryMaxLength:
+        log.warning(
+            "%s: saveTrajectory skipped, %d residues is more than trajectoryMaxLength = %d "
+            "(raise it to keep this trajectory)",
+            job.stem.name,
+            job.length,
+            cfg.trajectoryMaxLength,
+        )
+        return False
+    return True
+
+
+def sample(cfg: SampleConfig) -> list[Path]:
+    """Run a sampling config; returns the structure files written by this call."""
+    if not cfg.checkpoint:
+        raise ConfigError("checkpoint is empty: set it to a trained .ckpt file or a run folder")
+    device = resolve_device(cfg.device)
+    jobs = plan_jobs(cfg)
+    todo = [job for job in jobs if not job.done()]
+    print(f"[genie] {len(jobs)} samples planned, {len(jobs) - len(todo)} already written")
+    if not todo:
+        return []
+    model, schedule = load_model(cfg, device)
+    sampler = build_sampler(cfg, schedule)
+    steps = len(sampler.timesteps())
     todo.sort(key=lambda job: job.length)
     batches = [todo[i : i + cfg.batchSize] for i in range(0, len(todo), cfg.batchSize)]
-    bar = _progress(len(batches) * schedule.num_timesteps, f"sampling on {device}")
     written: list[Path] = []
     start = time.perf_counter()
-    traj_every = max(1, schedule.num_timesteps // 100) if cfg.saveTrajectory else 0
-    for batch in batches:
-        coords, trajectories = ddpm_sample(
-            model, schedule, [j.length for j in batch], [j.seed for j in batch],
-            temperature=cfg.temperature, device=device,
-            on_step=(lambda _t: bar.update(1)) if bar is not None else None,
-            trajectory_every=traj_every,
-        )  # fmt: skip
-        for job, xyz, traj in zip(batch, coords, trajectories, strict=True):
-            job.stem.parent.mkdir(parents=True, exist_ok=True)
-            suffix = ".cif" if job.fmt == "cif" else ".pdb"
-            path = write_ca_structure(job.stem.with_suffix(suffix), xyz, fmt=job.fmt)
-            if path.suffix == ".cif" and job.length <= PDB_MAX_RESIDUES and job.fmt == "auto":
-                log.warning(
-                    "%s: coordinates span [%.0f, %.0f] Å, beyond PDB columns; wrote "
-                    "mmCIF (an undertrained model often diverges like this)",
-                    path.name,
-                    float(xyz.min()),
-                    float(xyz.max()),
+    bar = tqdm(total=len(batches) * steps, desc=f"sampling on {device}", unit="step",
+               dynamic_ncols=True)  # fmt: skip
+    with bar, logging_redirect_tqdm():  # warnings print above the bar, not through it
+        for batch in batches:
+            keep = [_keeps_trajectory(cfg, job) for job in batch]
+            result = reverse_process(
+                model,
+                sampler,
+                ChainBatch(lengths=[j.length for j in batch], seeds=[j.seed for j in batch],
+                           device=device),
+                knn_update_frequency=cfg.knnUpdateFrequency,
+                clear_cache_every=cfg.clearCacheEveryNSteps,
+                trajectory_every=cfg.trajectoryEvery if any(keep) else 0,
+                trajectory_chains=keep,
+                on_step=lambda _done: bar.update(1),
+            )  # fmt: skip
+            for job, xyz, frames in zip(batch, result.coords, result.trajectories, strict=True):
+                files = write_sample(
+                    job.stem,
+                    xyz,
+                    fmt=cfg.outputFormat,
+                    fragment_length=cfg.fragmentLength if cfg.saveFragments else None,
+                    trajectory=frames,
+                    frame_timesteps=result.frame_timesteps if frames else (),
                 )
-            written.append(path)
-            if traj:
-                np.savez_compressed(
-                    job.stem.with_suffix(".trajectory.npz"), coords=torch.stack(traj).numpy()
-                )
-    if bar is not None:
-        bar.close()
+                written.append(files.structure)
     elapsed = time.perf_counter() - start
     print(
-        f"[genie] wrote {len(written)} samples to {cfg.outputDirectory} in {elapsed:.1f} s "
-        f"({60 * len(written) / elapsed:.1f} samples/min)"
+        f"[genie] {describe_sampler(cfg, sampler)}: wrote {len(written)} samples to "
+        f"{cfg.outputDirectory} in {elapsed:.1f} s ({60 * len(written) / elapsed:.2f} samples/min, "
+        f"{len(batches) * steps / elapsed:.1f} steps/s)"
     )
     return written
 
 
-def main(argv: Sequence[str] | None = None, *, description: str = "Sample backbones.") -> int:
+def load_with_defaults(
+    path: str | Path, overrides: Sequence[str] = (), defaults: Mapping[str, str] | None = None
+) -> SampleConfig:
+    """Load a sampling config; ``defaults`` (key -> value text) fill only the keys that neither
+    the file nor the overrides set."""
+    explicit: set[str] = set(parse_overrides(SampleConfig, overrides))
+    if Path(path).is_file():
+        lines = Path(path).read_text().splitlines()
+        explicit |= set(parse_lines(SampleConfig, lines, source=str(path)))
+    filled = {k: v for k, v in (defaults or {}).items() if k not in explicit}
+    if filled:
+        print("[genie] defaults applied: " + ", ".join(f"{k} {v}" for k, v in filled.items()))
+    return load_sample_config(path, [*(f"{k}={v}" for k, v in filled.items()), *overrides])
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    description: str = "Sample backbones.",
+    defaults: Mapping[str, str] | None = None,
+) -> int:
+    """The sampling command; ``defaults`` are config values used where the config sets none."""
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", required=True, help="sampling .config file")
@@ -175,7 +271,7 @@ def main(argv: Sequence[str] | None = None, *, description: str = "Sample backbo
     )
     args = parser.parse_args(argv)
     try:
-        sample(load_sample_config(args.config, args.overrides))
+        sample(load_with_defaults(args.config, args.overrides, defaults))
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,60 @@
+"""A batch of chains of mixed lengths sampled together, each with its own random stream.
+
+Chains are padded to the longest (``n_max``) and masked. Every chain draws its start x_T and all
+the noise of its reverse steps from its own generator, seeded with its own seed, and only for its
+own residues: a chain's sample therefore does not depend on what else is in its batch, so it can
+be regenerated alone from its seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+class ChainBatch:
+    """Mask and per-chain noise streams of ``b`` chains padded to ``n_max`` residues."""
+
+    def __init__(
+        self, *, lengths: Sequence[int], seeds: Sequence[int], device: torch.device | str = "cpu"
+    ) -> None:
+        """
+        Args:
+            lengths: residues of each chain (each ≥ 3).
+            seeds: one integer seed per chain.
+            device: where the mask and the noise live.
+        """
+        if len(lengths) != len(seeds):
+            raise ValueError(f"one seed per length is needed, got {len(lengths)} lengths and "
+                             f"{len(seeds)} seeds")  # fmt: skip
+        if not lengths:
+            raise ValueError("lengths is empty: give at least one chain length")
+        if min(lengths) < 3:
+            raise ValueError(f"every length must be at least 3 residues, got {min(lengths)}")
+        self.lengths = [int(n) for n in lengths]
+        self.device = torch.device(device)
+        self.n_max = max(self.lengths)
+        self._generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        mask = torch.zeros(len(self.lengths), self.n_max)
+        for i, n in enumerate(self.lengths):
+            mask[i, :n] = 1.0
+        self.mask = mask.to(self.device)  # [b, n_max]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def normal(self) -> torch.Tensor:
+        """The next standard normal draw of every chain, ``[b, n_max, 3]`` (zero at padding).
+
+        Drawn on the CPU from each chain's generator (so results do not depend on the device's
+        random number generator), then moved to the batch's device.
+        """
+        out = torch.zeros(len(self.lengths), self.n_max, 3)
+        for i, (n, gen) in enumerate(zip(self.lengths, self._generators, strict=True)):
+            out[i, :n] = torch.randn(n, 3, generator=gen)
+        return out.to(self.device)
+
+    def split(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``x [b, n_max, 3]`` -> one float32 CPU tensor ``[n_i, 3]`` per chain (padding cut)."""
+        return [x[i, :n].float().cpu() for i, n in enumerate(self.lengths)]

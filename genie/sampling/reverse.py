@@ -1,0 +1,137 @@
+"""The reverse-diffusion loop shared by the samplers: model calls, k-NN graph reuse, trajectory
+frames, CUDA cache clearing and progress callbacks.
+
+A sampler (:class:`~genie.sampling.ddpm.DDPMSampler`, :class:`~genie.sampling.ddim.DDIMSampler`)
+says which timesteps to visit and how one step moves x from t to the next visited timestep; this
+loop runs it for a :class:`~genie.sampling.chains.ChainBatch`:
+
+    x = x_T ~ N(0, I);  for (t, t_prev) in pairs:  ε̂ = model(x, t, mask);  x = step(x, ε̂, t, t_prev)
+
+where ``pairs`` are consecutive visited timesteps, the last one ending at t_prev = 0 (x_0).
+
+k-NN graphs: a model that exposes ``build_graph(coords [b, n, 3] Å, mask [b, n]) -> graph`` and
+accepts ``model(x, t, mask, graph=graph)`` gets a graph rebuilt from the current x every
+``knn_update_frequency`` reverse steps (steps 0, f, 2f, ...) and the same graph in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from genie.sampling.chains import ChainBatch
+
+
+class ReverseSampler(Protocol):
+    """What the loop needs from a sampler."""
+
+    name: str
+
+    def timesteps(self) -> list[int]:
+        """The timesteps at which the model is evaluated, strictly descending, each in 1..T."""
+        ...
+
+    def step(
+        self,
+        x: torch.Tensor,
+        eps: torch.Tensor,
+        *,
+        t: int,
+        t_prev: int,
+        noise: Callable[[], torch.Tensor],
+    ) -> torch.Tensor:
+        """x_t ``[b, n, 3]`` Å and ε̂ ``[b, n, 3]`` -> x_{t_prev} ``[b, n, 3]`` Å; ``noise()``
+        returns a fresh standard normal ``[b, n, 3]`` (called only when noise is injected)."""
+        ...
+
+
+@dataclass
+class Samples:
+    """Result of one batch.
+
+    Attributes:
+        coords: the final x_0 of each chain, ``[n_i, 3]`` float32 CPU, Å.
+        trajectories: per chain, the kept intermediate structures (``[n_i, 3]`` each, oldest
+            first, the last one equal to x_0); empty for chains whose trajectory is not kept.
+        frame_timesteps: the timestep t_prev that each kept frame holds (x_{t_prev}).
+    """
+
+    coords: list[torch.Tensor]
+    trajectories: list[list[torch.Tensor]]
+    frame_timesteps: list[int]
+
+
+def step_pairs(timesteps: Sequence[int]) -> list[tuple[int, int]]:
+    """``[t_1 > t_2 > ... > t_S]`` -> ``[(t_1, t_2), ..., (t_S, 0)]``, checked."""
+    ts = [int(t) for t in timesteps]
+    if not ts or ts[-1] < 1 or any(a <= b for a, b in zip(ts, ts[1:], strict=False)):
+        raise ValueError(f"timesteps must be strictly descending and ≥ 1, got {ts[:5]}...")
+    return list(zip(ts, [*ts[1:], 0], strict=True))
+
+
+@torch.no_grad()
+def reverse_process(
+    model: nn.Module | Callable[..., torch.Tensor],
+    sampler: ReverseSampler,
+    chains: ChainBatch,
+    *,
+    knn_update_frequency: int = 1,
+    clear_cache_every: int = 0,
+    trajectory_every: int = 0,
+    trajectory_chains: Sequence[bool] | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> Samples:
+    """Run the reverse process for one batch of chains.
+
+    Args:
+        model: denoiser ``(x_t [b, n, 3] Å, t [b] long, mask [b, n]) -> ε̂ [b, n, 3]``, optionally
+            with ``build_graph`` and a ``graph=`` keyword (see the module docstring).
+        sampler: which timesteps to visit and the update rule.
+        chains: lengths, mask and per-chain noise streams.
+        knn_update_frequency: rebuild the k-NN graph every this many reverse steps (≥ 1).
+        clear_cache_every: ``torch.cuda.empty_cache()`` every this many steps on CUDA (0 = never).
+        trajectory_every: keep x after reverse step i (1-based, of S) when (S − i) is a multiple
+            of this; 0 keeps none. The final x_0 is always the last kept frame.
+        trajectory_chains: which chains keep a trajectory (default all).
+        on_step: called after every reverse step with the number of steps done so far.
+    """
+    if knn_update_frequency < 1:
+        raise ValueError(f"knn_update_frequency must be ≥ 1, got {knn_update_frequency}")
+    if clear_cache_every < 0 or trajectory_every < 0:
+        raise ValueError("clear_cache_every and trajectory_every must be ≥ 0")
+    keep = list(trajectory_chains) if trajectory_chains is not None else [True] * len(chains)
+    if len(keep) != len(chains):
+        raise ValueError(f"trajectory_chains has {len(keep)} entries for {len(chains)} chains")
+    pairs = step_pairs(sampler.timesteps())
+    build_graph = getattr(model, "build_graph", None)
+    mask = chains.mask  # [b, n_max]
+    x = chains.normal()  # x_T [b, n_max, 3]
+    trajectories: list[list[torch.Tensor]] = [[] for _ in chains.lengths]
+    frame_timesteps: list[int] = []
+    graph = None
+    for i, (t, t_prev) in enumerate(pairs):
+        t_batch = torch.full((len(chains),), t, device=mask.device, dtype=torch.long)
+        if build_graph is None:
+            eps = model(x, t_batch, mask)
+        else:
+            if i % knn_update_frequency == 0:
+                graph = None  # release the old graph before building the new one
+                graph = build_graph(x, mask)
+            eps = model(x, t_batch, mask, graph=graph)
+        x = sampler.step(x, eps.float(), t=t, t_prev=t_prev, noise=chains.normal)
+        x = x * mask[..., None]
+        done = i + 1
+        if trajectory_every and (len(pairs) - done) % trajectory_every == 0:
+            frame_timesteps.append(t_prev)
+            for c, frames in enumerate(trajectories):
+                if keep[c]:
+                    frames.append(x[c, : chains.lengths[c]].float().cpu())
+        if clear_cache_every and x.is_cuda and done % clear_cache_every == 0:
+            torch.cuda.empty_cache()
+        if on_step is not None:
+            on_step(done)
+    return Samples(chains.split(x), trajectories, frame_timesteps)

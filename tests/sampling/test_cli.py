@@ -1,0 +1,144 @@
+"""The sampling command end to end on the CPU with a tiny (random-weight) checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import os
+import runpy
+import sys
+
+import numpy as np
+import pytest
+import torch
+from helpers import REPO, TINY_MODEL, randomize_
+from torch.testing import assert_close
+
+from genie.config import load_config
+from genie.data.structure_io import read_ca_segments
+from genie.sampling.run import load_with_defaults, main
+from genie.training.module import GenieModule
+
+T = 10  # diffusion steps of the tiny model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A checkpoint in the trainer's format, with random (not zero-initialised) weights."""
+    module = GenieModule(load_config(None, TINY_MODEL + [f"numTimesteps={T}"]))
+    randomize_(module.model, scale=0.1, seed=0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    torch.save({"hyper_parameters": {"config": dict(module.hparams["config"])},
+                "state_dict": module.state_dict()}, path)  # fmt: skip
+    return path
+
+
+def run(checkpoint, out, *overrides):
+    args = [f"checkpoint={checkpoint}", f"outputDirectory={out}", "name=t", "device=cpu",
+            "sampleLengths=5,8,11", "samplesPerLength=1", *overrides]  # fmt: skip
+    config = REPO / "configs" / "sample_quickstart.config"
+    return main(["--config", str(config), *(a for o in args for a in ("--set", o))])
+
+
+def read(path):
+    (segment,) = read_ca_segments(path, split_chain_breaks=False)
+    return torch.from_numpy(segment.coords)
+
+
+SAMPLERS = {
+    "ddpm": ["samplingStrategy=ddpm"],
+    "ddim": ["samplingStrategy=ddim", "skipSteps=3", "ddimEta=0.5"],
+}
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_batched_samples_equal_samples_drawn_alone(checkpoint, tmp_path, sampler, capsys):
+    assert run(checkpoint, tmp_path / "batch", "batchSize=3", *SAMPLERS[sampler]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.startswith(f"[genie] {sampler}") and "wrote 3 samples" in summary
+    assert "samples/min" in summary
+    assert run(checkpoint, tmp_path / "alone", "batchSize=1", *SAMPLERS[sampler]) == 0
+    for n in (5, 8, 11):
+        batched = read(tmp_path / "batch" / f"t_L{n}_0000.pdb")
+        alone = read(tmp_path / "alone" / f"t_L{n}_0000.pdb")
+        assert batched.shape == (n, 3)
+        assert_close(batched, alone, atol=2e-3, rtol=0)  # PDB rounds to 1e-3 Å
+
+
+def test_ddim_and_ddpm_differ_and_rerun_regenerates_only_missing_files(checkpoint, tmp_path):
+    assert run(checkpoint, tmp_path / "ddpm") == 0
+    assert run(checkpoint, tmp_path / "ddim", *SAMPLERS["ddim"]) == 0
+    ddpm, ddim = (read(tmp_path / d / "t_L8_0000.pdb") for d in ("ddpm", "ddim"))
+    assert (ddpm - ddim).abs().max() > 0.1
+    target = tmp_path / "ddim" / "t_L8_0000.pdb"
+    target.unlink()
+    other = tmp_path / "ddim" / "t_L5_0000.pdb"
+    stamp = other.stat().st_mtime_ns
+    assert run(checkpoint, tmp_path / "ddim", *SAMPLERS["ddim"]) == 0
+    assert_close(read(target), ddim, atol=0, rtol=0)
+    assert other.stat().st_mtime_ns == stamp
+
+
+def test_trajectory_limit_and_fragments(checkpoint, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="genie.sample"):
+        options = ["saveTrajectory=True", "trajectoryEvery=4", "trajectoryMaxLength=8",
+                   "saveFragments=True", "fragmentLength=6"]  # fmt: skip
+        assert run(checkpoint, tmp_path, *options) == 0
+    assert "t_L11_0000: saveTrajectory skipped, 11 residues" in caplog.text
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert [n for n in names if n.endswith(".npz")] == ["t_L5_0000.trajectory.npz",
+                                                        "t_L8_0000.trajectory.npz"]  # fmt: skip
+    frames = np.load(tmp_path / "t_L8_0000.trajectory.npz")
+    assert frames["timesteps"].tolist() == [8, 4, 0]  # every 4th of 10 DDPM steps, ending at 0
+    assert frames["coords"].shape == (3, 8, 3)
+    assert_close(torch.from_numpy(frames["coords"][-1]), read(tmp_path / "t_L8_0000.pdb"),
+                 atol=6e-4, rtol=0)  # fmt: skip
+    assert [n for n in names if "_frag" in n] == ["t_L11_0000_frag000.pdb",
+        "t_L11_0000_frag001.pdb", "t_L8_0000_frag000.pdb", "t_L8_0000_frag001.pdb"]  # fmt: skip
+    pieces = [read(tmp_path / f"t_L11_0000_frag00{k}.pdb") for k in range(2)]
+    assert [len(p) for p in pieces] == [6, 5]
+    assert_close(torch.cat(pieces), read(tmp_path / "t_L11_0000.pdb"), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["skipSteps=5"], "skipSteps = 5 needs samplingStrategy ddim"),
+        (["ddimEta=1"], "ddimEta = 1.0 needs samplingStrategy ddim"),
+        (["samplingStrategy=ddim", f"skipSteps={T}"],
+         f"skipSteps = {T} is not smaller than the model's numTimesteps = {T}"),
+        (["sampleLengths=10000", "outputFormat=pdb"], "outputFormat pdb holds at most 9999"),
+        (["ddimEta=2"], "ddimEta = '2' is not allowed"),
+    ],
+)  # fmt: skip
+def test_config_errors_are_reported(checkpoint, tmp_path, capsys, overrides, message):
+    assert run(checkpoint, tmp_path, *overrides) == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_ultralong_defaults_fill_only_unset_keys(tmp_path):
+    config = tmp_path / "long.config"
+    config.write_text("checkpoint x.ckpt\nbatchSize 4\n")
+    defaults = {"batchSize": "1", "clearCacheEveryNSteps": "50", "saveTrajectory": "False"}
+    cfg = load_with_defaults(config, ["saveTrajectory=True"], defaults)
+    assert (cfg.batchSize, cfg.clearCacheEveryNSteps, cfg.saveTrajectory) == (4, 50, True)
+
+
+def test_ultralong_entry_point_samples(checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "")  # restored after the test
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF")
+    config = tmp_path / "s.config"
+    config.write_text(f"checkpoint {checkpoint}\noutputDirectory {tmp_path / 'out'}\n"
+                      "sampleLengths 6,9\nsamplesPerLength 1\ndevice cpu\n"
+                      "samplingStrategy ddim\nskipSteps 5\n")  # fmt: skip
+    monkeypatch.setattr(sys, "argv", ["sample_ultralong.py", "--config", str(config)])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(REPO / "sample" / "sample_ultralong.py"), run_name="__main__")
+    assert exit_info.value.code == 0
+    assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    out = capsys.readouterr().out
+    assert "defaults applied: batchSize 1, outputFormat auto, saveTrajectory False, " in out
+    assert "ddim, stride 5, 2 steps" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "samples_L6_0000.pdb", "samples_L9_0000.pdb"
+    ]  # fmt: skip
