@@ -60,6 +60,20 @@ class GenieConfig:
         max=0.5,
         min_exclusive=True,
     )
+    validationSize: int | None = option(
+        None, "use at most this many validation segments (None = all)", min=1
+    )
+    concatenateChains: bool = option(
+        False,
+        "fill items shorter than the crop length with further real segments, joins marked "
+        "(breaks, residue-index gap) and pieces kept apart: artificial joins (docs/DATA.md)",
+    )
+    joinResidueGap: int = option(
+        64, "residue-index step across a join of concatenated segments (> relativePositionK)", min=1
+    )
+    joinClearance: float = option(
+        5.0, "minimum Cα distance (Å) between concatenated segments", min=0.0
+    )
     numWorkers: int = option(2, "data-loader worker processes", min=0)
 
     # --- diffusion ----------------------------------------------------------------------------

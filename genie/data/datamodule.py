@@ -38,7 +38,9 @@ class CaDataModule(pl.LightningDataModule):
     ``prepare_data`` (rank 0) builds or reuses the cache; ``setup`` loads it, drops segments
     shorter than ``min_length``, splits train/val by exact sequence identity (identical chains
     never straddle the split) and builds the datasets. Training crops are random windows of
-    ``max_length`` residues, validation crops centred windows.
+    ``max_length`` residues, validation crops centred windows. With ``concatenate`` every item is
+    ``max_length`` residues long: shorter segments are joined to further segments of their own
+    side of the split (:mod:`genie.data.concat`; artificial joins, marked).
     """
 
     def __init__(
@@ -55,6 +57,10 @@ class CaDataModule(pl.LightningDataModule):
         split_chain_breaks: bool = True,
         chain_break_distance: float = 4.2,
         dataset_size: int | None = None,
+        validation_size: int | None = None,
+        concatenate: bool = False,
+        join_residue_gap: int = 64,
+        join_clearance: float = 5.0,
     ) -> None:
         """
         Args:
@@ -70,14 +76,20 @@ class CaDataModule(pl.LightningDataModule):
             split_chain_breaks: split chains at breaks (else keep them whole, breaks marked).
             chain_break_distance: Cα distance (Å) that counts as a break.
             dataset_size: cap on the number of training segments (seeded subset); None = all.
+            validation_size: cap on the number of validation segments (seeded subset, drawn
+                after the split); None = all.
+            concatenate: fill items shorter than ``max_length`` with further segments.
+            join_residue_gap: residue-index step across a join (>= 1).
+            join_clearance: minimum Cα distance between joined pieces (Å).
         """
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         if min_length < 1 or max_length < 1 or batch_size < 1:
             raise ValueError("min_length, max_length and batch_size must be >= 1")
-        if dataset_size is not None and dataset_size < 1:
-            raise ValueError(f"dataset_size must be >= 1 or None, got {dataset_size}")
+        for key, size in (("dataset_size", dataset_size), ("validation_size", validation_size)):
+            if size is not None and size < 1:
+                raise ValueError(f"{key} must be >= 1 or None, got {size}")
         self.save_hyperparameters()
         self.sources = list(sources or [])
         self.cache_dir = Path(cache_dir)
@@ -90,6 +102,10 @@ class CaDataModule(pl.LightningDataModule):
         self.split_chain_breaks = split_chain_breaks
         self.chain_break_distance = chain_break_distance
         self.dataset_size = dataset_size
+        self.validation_size = validation_size
+        self.concatenate = concatenate
+        self.join_residue_gap = join_residue_gap
+        self.join_clearance = join_clearance
         self.arrays: CaDatasetArrays | None = None
         self.train_dataset: CaDataset | None = None
         self.val_dataset: CaDataset | None = None
@@ -136,6 +152,9 @@ class CaDataModule(pl.LightningDataModule):
         if self.dataset_size is not None and self.dataset_size < len(train_idx):
             rng = np.random.default_rng((self.seed, 1))
             train_idx = np.sort(rng.choice(train_idx, size=self.dataset_size, replace=False))
+        if self.validation_size is not None and self.validation_size < len(val_idx):
+            rng = np.random.default_rng((self.seed, 2))
+            val_idx = np.sort(rng.choice(val_idx, size=self.validation_size, replace=False))
         if len(val_idx) > len(train_idx):
             warnings.warn(
                 f"validation ({len(val_idx)} segments) is larger than training "
@@ -143,12 +162,18 @@ class CaDataModule(pl.LightningDataModule):
                 stacklevel=2,
             )
         self.arrays = arrays
+        joins = dict(
+            concatenate=self.concatenate,
+            join_residue_gap=self.join_residue_gap,
+            join_clearance=self.join_clearance,
+        )
         self.train_dataset = CaDataset(
             arrays=arrays,
             indices=train_idx,
             max_length=self.max_length,
             random_crop=True,
             seed=self.seed,
+            **joins,
         )
         self.val_dataset = CaDataset(
             arrays=arrays,
@@ -156,6 +181,7 @@ class CaDataModule(pl.LightningDataModule):
             max_length=self.max_length,
             random_crop=False,
             seed=self.seed,
+            **joins,
         )
 
     @property

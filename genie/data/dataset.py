@@ -11,6 +11,12 @@ which items are fetched. The epoch reaches the dataset through
 ``batch_sampler.sampler.set_epoch``; the sampler is its own ``.sampler``). Workers get a copy of
 the dataset when an epoch's iterator starts, so keep ``persistent_workers=False`` for
 ``set_epoch``/``set_max_length`` to reach them.
+
+Concatenation (``concatenate=True``, for crop lengths beyond the real chains): an item whose
+segment is shorter than the crop length is filled up to exactly the crop length with further real
+segments of the same dataset, placed apart in space, the joins marked in ``breaks`` and by a jump of
+the residue index (:mod:`genie.data.concat`; the joins are artificial). Its random stream is
+``np.random.default_rng((seed, epoch, i, CONCAT_STREAM))``; validation items always use epoch 0.
 """
 
 from __future__ import annotations
@@ -23,15 +29,20 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from genie.data.concat import concatenate_pieces, draw_pieces, joined_name
 from genie.data.dataset_file import CaDatasetArrays
+
+CONCAT_STREAM = 1  # tag of the concatenation's random stream (the crop's stream has no tag)
 
 
 class CaDataset(Dataset):
     """Cα segments of a :class:`CaDatasetArrays` subset, cropped to ``max_length`` residues.
 
     Items are dicts: ``coords`` float32 ``[n, 3]`` (Å, centred on the crop's Cα centroid),
-    ``residue_index`` long ``[n]`` (0..n-1), ``breaks`` bool ``[n]`` (first residue always
-    False), ``name`` str; n = min(segment length, max_length).
+    ``residue_index`` long ``[n]`` (0..n-1 for one segment), ``breaks`` bool ``[n]`` (first
+    residue always False), ``name`` str; n = min(segment length, max_length), or exactly
+    max_length with ``concatenate`` (then shorter segments are joined to others: breaks at the
+    joins, residue index +``join_residue_gap`` across each, name ``a+b+...``).
     """
 
     def __init__(
@@ -42,6 +53,9 @@ class CaDataset(Dataset):
         max_length: int,
         random_crop: bool,
         seed: int = 0,
+        concatenate: bool = False,
+        join_residue_gap: int = 64,
+        join_clearance: float = 5.0,
     ) -> None:
         """
         Args:
@@ -50,6 +64,10 @@ class CaDataset(Dataset):
             max_length: crop length; longer segments are cropped to a window of this length.
             random_crop: a random window (training) or the centred window (validation).
             seed: base seed of the random crops.
+            concatenate: fill items shorter than ``max_length`` with further segments of this
+                dataset (artificial joins, marked).
+            join_residue_gap: residue-index step across a join (>= 1).
+            join_clearance: minimum Cα distance between joined pieces (Å, >= 0).
         """
         super().__init__()
         self.arrays = arrays
@@ -58,6 +76,16 @@ class CaDataset(Dataset):
             raise IndexError("indices out of range of the dataset arrays")
         self.random_crop = random_crop
         self.seed = int(seed)
+        if join_residue_gap < 1 or join_clearance < 0:
+            raise ValueError(
+                f"join_residue_gap must be >= 1 and join_clearance >= 0 Å, got "
+                f"{join_residue_gap}, {join_clearance}"
+            )
+        if concatenate and self.indices.size == 0:
+            raise ValueError("concatenate=True needs at least one segment")
+        self.concatenate = bool(concatenate)
+        self.join_residue_gap = int(join_residue_gap)
+        self.join_clearance = float(join_clearance)
         self.epoch = 0
         self._lengths = arrays.lengths[self.indices]  # [len(self)]
         self.max_length = 0
@@ -83,7 +111,10 @@ class CaDataset(Dataset):
 
     @property
     def crop_lengths(self) -> np.ndarray:
-        """``[len(self)]`` item lengths under the current ``max_length``."""
+        """``[len(self)]`` item lengths under the current ``max_length`` (all ``max_length``
+        with ``concatenate``)."""
+        if self.concatenate:
+            return np.full(len(self), self.max_length, dtype=np.int64)
         return np.minimum(self._lengths, self.max_length)
 
     def crop_window(
@@ -109,6 +140,10 @@ class CaDataset(Dataset):
         them, so that worker processes (which hold a copy of the dataset made when the epoch's
         iterator started) crop for the right epoch and length whatever their copy says."""
         item, epoch, max_length = key if isinstance(key, tuple) else (key, None, None)
+        max_length = self.max_length if max_length is None else int(max_length)
+        if self.concatenate and self._lengths[item] < max_length:
+            epoch = self.epoch if epoch is None else epoch
+            return self._concatenated(item, epoch=epoch, max_length=max_length)
         segment = int(self.indices[item])
         start, stop = self.crop_window(item, epoch=epoch, max_length=max_length)
         xyz = self.arrays.segment(segment)[start:stop].astype(np.float64)  # [n, 3]
@@ -121,6 +156,33 @@ class CaDataset(Dataset):
             "residue_index": torch.arange(n, dtype=torch.long),
             "breaks": torch.from_numpy(breaks),
             "name": str(self.arrays.names[segment]),
+        }
+
+    def _concatenated(self, item: int, *, epoch: int, max_length: int) -> dict[str, Any]:
+        """Item ``item`` filled up to ``max_length`` residues with further segments."""
+        segment = int(self.indices[item])
+        rng = np.random.default_rng(
+            (self.seed, epoch if self.random_crop else 0, segment, CONCAT_STREAM)
+        )
+        pieces = draw_pieces(
+            first=segment,
+            pool=self.indices,
+            lengths=self.arrays.lengths,
+            target_length=max_length,
+            rng=rng,
+        )
+        xyz, residue_index, breaks = concatenate_pieces(
+            self.arrays,
+            pieces,
+            residue_gap=self.join_residue_gap,
+            clearance=self.join_clearance,
+            rng=rng,
+        )
+        return {
+            "coords": torch.from_numpy(xyz.astype(np.float32)),
+            "residue_index": torch.from_numpy(residue_index),
+            "breaks": torch.from_numpy(breaks),
+            "name": joined_name([str(self.arrays.names[p.segment]) for p in pieces]),
         }
 
 

@@ -7,8 +7,11 @@ reason. Format: :mod:`genie.data.dataset_file`.
 
 Command line::
 
-    python -m genie.data.preprocess SOURCE [SOURCE ...] --cache-dir DIR --min-length N \
-        [--max-length N] [--keep-chain-breaks] [--workers N]
+    python -m genie.data.preprocess SOURCE [SOURCE ...] --cache-dir DIR [--min-length N] \
+        [--max-length N] [--keep-chain-breaks] [--workers N] [--output FILE.npz]
+
+``--output`` also writes the dataset to a file of your choosing (a copy of the cache file), e.g.
+a small file to carry to a GPU machine and name in ``dataDirectory``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import glob
 import hashlib
 import json
 import logging
+import shutil
 import sys
 import time
 from collections import Counter
@@ -26,6 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from genie.data.atomic import atomic_open
 from genie.data.dataset_file import (
     FORMAT_VERSION,
     CaDatasetArrays,
@@ -51,6 +56,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+DEFAULT_MIN_LENGTH = 20  # residues: the command line's default, the config's minimumNumResidues
 
 
 def _is_structure_file(path: Path) -> bool:
@@ -276,7 +282,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("sources", nargs="+", help="folders, files or glob patterns")
     parser.add_argument("--cache-dir", required=True, help="folder for the .npz cache")
-    parser.add_argument("--min-length", type=int, required=True, help="minimum segment length")
+    parser.add_argument(
+        "--min-length",
+        type=int,
+        default=DEFAULT_MIN_LENGTH,
+        help=f"minimum segment length (default {DEFAULT_MIN_LENGTH})",
+    )
     parser.add_argument("--max-length", type=int, default=None, help="maximum segment length")
     parser.add_argument(
         "--keep-chain-breaks",
@@ -285,7 +296,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--chain-break-distance", type=float, default=4.2, help="Å")
     parser.add_argument("--workers", type=int, default=2, help="parsing processes")
+    parser.add_argument(
+        "--output", default=None, help="also write the dataset to this .npz file (a copy)"
+    )
     args = parser.parse_args(argv)
+    if args.output is not None and not args.output.endswith(".npz"):
+        print(f"error: --output must name a .npz file, got {args.output}", file=sys.stderr)
+        return 1
     try:
         path = build_dataset(
             args.sources,
@@ -300,6 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if args.output is not None:
+        with open(path, "rb") as source, atomic_open(args.output, binary=True) as target:
+            shutil.copyfileobj(source, target)
+        path = Path(args.output)
     print(path)
     return 0
 

@@ -6,6 +6,11 @@ config after overrides) and ``checkpoints/`` (``last.ckpt`` and the best by vali
 Resuming a checkpoint continues in its own run folder, with optimiser, schedule and epoch/step
 restored; random streams are reseeded from (seed, epoch, rank) every epoch, so a resumed run
 draws exactly what the uninterrupted run would have.
+
+Launchers: ``python train/...`` trains on ``devices`` GPUs of this machine (Lightning starts the
+extra processes itself); under ``torchrun`` every process is already started, and the trainer takes
+its layout from the launcher (``LOCAL_WORLD_SIZE`` devices per node, ``WORLD_SIZE`` processes in
+all) instead of ``devices``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -23,6 +28,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from genie.config import ConfigError, GenieConfig, config_from_dict, load_config, save_config
+from genie.config.parser import parse_lines, parse_overrides
 from genie.data.datamodule import CaDataModule
 from genie.training.callbacks import EpochSeedCallback, ThroughputMonitor
 from genie.training.curriculum import ProgressiveLengthCallback
@@ -56,7 +62,25 @@ def build_datamodule(cfg: GenieConfig) -> CaDataModule:
         split_chain_breaks=cfg.splitChainBreaks,
         chain_break_distance=cfg.chainBreakDistance,
         dataset_size=cfg.datasetSize,
+        validation_size=cfg.validationSize,
+        concatenate=cfg.concatenateChains,
+        join_residue_gap=cfg.joinResidueGap,
+        join_clearance=cfg.joinClearance,
     )
+
+
+def torchrun_layout() -> tuple[int, int] | None:
+    """``(devices per node, nodes)`` of a ``torchrun`` launch (from ``LOCAL_WORLD_SIZE`` and
+    ``WORLD_SIZE``), or None when this process was not started by torchrun."""
+    if not torch.distributed.is_available() or not torch.distributed.is_torchelastic_launched():
+        return None
+    world = int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    if local < 1 or world % local:
+        raise ConfigError(
+            f"torchrun: WORLD_SIZE ({world}) is not a multiple of LOCAL_WORLD_SIZE ({local})"
+        )
+    return local, world // local
 
 
 def _run_version(cfg: GenieConfig, resume: Path | None) -> str | int | None:
@@ -113,10 +137,23 @@ def build_trainer(cfg: GenieConfig, *, resume: Path | None = None, **overrides) 
         enable_version_counter=False,  # overwrite last.ckpt, also on resume (never last-v1.ckpt)
     )
     callbacks = [best, last, *build_callbacks(cfg), *overrides.pop("callbacks", [])]
+    devices, num_nodes = cfg.devices, 1
+    layout = torchrun_layout()
+    if layout is not None:
+        if layout[0] != cfg.devices:
+            log.info(
+                "torchrun starts %d process(es) per node: training on %d device(s) per node "
+                "(the config's devices = %d applies to plain launches only)",
+                layout[0],
+                layout[0],
+                cfg.devices,
+            )
+        devices, num_nodes = layout
     kwargs = dict(
         max_epochs=cfg.numEpochs,
         accelerator="gpu" if cfg.accelerator == "cuda" else cfg.accelerator,
-        devices=cfg.devices,
+        devices=devices,
+        num_nodes=num_nodes,
         precision=lightning_precision(
             use_mixed_precision=cfg.useMixedPrecision, precision=cfg.precision
         ),
@@ -172,11 +209,47 @@ def parse_args(argv: Sequence[str] | None, *, description: str) -> argparse.Name
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None, *, description: str = "Train a Genie model.") -> int:
+def load_with_defaults(
+    path: str | Path, overrides: Sequence[str], defaults: Mapping[str, str]
+) -> tuple[GenieConfig, list[str]]:
+    """Load a training config, giving the keys that neither the file nor ``overrides`` set the
+    values of ``defaults`` (an entry point's own defaults) instead of the generic ones.
+
+    Args:
+        path: the ``.config`` file.
+        overrides: ``key=value`` strings from the command line.
+        defaults: key -> value text, e.g. ``{"batchSize": "1"}``.
+
+    Returns:
+        The config, and the ``key=value`` defaults that were applied.
+    """
+    cfg = load_config(path, overrides)  # reports errors of the file and overrides as they are
+    if not defaults:
+        return cfg, []
+    given = set(parse_lines(GenieConfig, Path(path).read_text().splitlines(), source=str(path)))
+    given |= set(parse_overrides(GenieConfig, overrides))
+    applied = [f"{key}={value}" for key, value in defaults.items() if key not in given]
+    return load_config(path, [*applied, *overrides]), applied
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    description: str = "Train a Genie model.",
+    defaults: Mapping[str, str] | None = None,
+) -> int:
+    """Parse the command line, load the config (``defaults``: an entry point's values for keys
+    the config and ``--set`` leave unset, see :func:`load_with_defaults`) and train.
+
+    Returns:
+        0 on success, 2 on a config error, missing file or non-finite loss.
+    """
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     args = parse_args(argv, description=description)
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg, applied = load_with_defaults(args.config, args.overrides, defaults or {})
+        if applied:
+            print(f"[genie] defaults of this entry point: {', '.join(applied)}")
         if args.resume:
             stored = torch.load(args.resume, map_location="cpu", weights_only=True)
             stored_cfg = config_from_dict(GenieConfig, stored["hyper_parameters"]["config"])

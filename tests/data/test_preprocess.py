@@ -232,3 +232,21 @@ def test_ts50_archive_members_match_shared_copies(shared_pdb):
     assert len(picked) == 50 and not any("failing" in n or "hydrogens" in n for n in picked)
     with gzip.open(shared_pdb / "bench" / "ts50" / "1ahsA.pdb.gz", "rt") as handle:
         assert "ATOM" in handle.read(4096)
+
+
+def test_command_line_output_file_of_the_long_chains(tmp_path, shared_pdb, capsys):
+    long = shared_pdb / "long"
+    output = tmp_path / "long_ca.npz"
+    sources = [str(long / "4V8R.pdb.gz"), str(long / "6ZU5.cif.gz")]
+    code = main([*sources, "--cache-dir", str(tmp_path / "cache"), "--output", str(output)])
+    assert code == 0 and capsys.readouterr().out.strip().splitlines()[-1] == str(output)
+    arrays = load_dataset_file(output)
+    assert arrays.metadata["params"]["min_length"] == 20  # the command line's default
+    lengths = {
+        prefix: arrays.lengths[[str(n).startswith(prefix) for n in arrays.names]]
+        for prefix in ("4V8R", "6ZU5")
+    }
+    # 4V8R: 16,716 Cα, four 10-residue pieces dropped; 6ZU5: 10,308 protein Cα, one of 13
+    assert lengths["4V8R"].sum() == 16716 - 40 and lengths["6ZU5"].sum() == 10308 - 13
+    assert min(v.min() for v in lengths.values()) >= 20
+    assert main([*sources, "--cache-dir", str(tmp_path / "cache"), "--output", "x.txt"]) == 1
