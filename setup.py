@@ -22,7 +22,9 @@ setup(
         "tensorboard>=2.14",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff>=0.6", "matplotlib>=3.7"],
+        "test": ["pytest>=8", "ruff>=0.6", "matplotlib>=3.7", "biotite>=1.0", "tmtools>=0.2"],
+        "eval": ["biotite>=1.0", "tmtools>=0.2", "matplotlib>=3.7"],
         "flash": ["flash-attn>=2.6"],
     },
+    entry_points={"console_scripts": ["genie-eval = genie.eval.cli:main"]},
 )
