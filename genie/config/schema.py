@@ -216,12 +216,18 @@ class GenieConfig:
         "activation memory at the current length; selective: the kinds in checkpointModules",
         choices=("uniform", "adaptive", "selective"),
     )
-    checkpointEveryNLayers: int = option(1, "uniform: checkpoint every N-th layer of a stack", min=1)
+    checkpointEveryNLayers: int = option(
+        1, "uniform: checkpoint layers 0, N, 2N, ... of every stack (1 = all)", min=1
+    )
     checkpointModules: list[str] = option(
         ["pair"], "selective: layer kinds to checkpoint (pair, structure)"
     )
     adaptiveCheckpointFraction: float = option(
-        0.5, "adaptive: fraction of the estimated activation memory to checkpoint", min=0, max=1
+        0.5,
+        "adaptive: checkpoint the largest layers until they hold this fraction of the activation "
+        "memory measured per length bucket (docs/MEMORY.md)",
+        min=0,
+        max=1,
     )
     useModelCompression: bool = option(
         False, "share layer weights within stacks (compressionStrategy)"

@@ -22,7 +22,9 @@ from genie.model.features import SingleFeatureNet
 from genie.model.flash_ipa import FlashIPA
 from genie.model.ipa import InvariantPointAttention
 from genie.model.pair_encoders import build_pair_encoder
+from genie.model.sharing import LayerSharing
 from genie.model.structure_stack import StructureNet
+from genie.utils.checkpointing import layer_checkpointing
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,8 @@ def denoiser_parts(cfg) -> dict:
         c_pos_emb=cfg.positionalEmbeddingDimension,
         c_timestep_emb=cfg.timestepEmbeddingDimension,
     )
-    pair_encoder, c_pair = build_pair_encoder(cfg)
+    checkpointing = layer_checkpointing(cfg)  # one policy for every stack
+    pair_encoder, c_pair = build_pair_encoder(cfg, checkpointing=checkpointing)
     mhc = None
     if cfg.useMHCMode:
         mhc = dict(expansion_rate=cfg.mhcExpansionRate, sinkhorn_iters=cfg.mhcSinkhornIters,
@@ -130,6 +133,8 @@ def denoiser_parts(cfg) -> dict:
         ipa_dropout=cfg.ipaDropout,
         n_transition_layers=cfg.numStructureTransitionLayers,
         transition_dropout=cfg.structureTransitionDropout,
+        checkpointing=checkpointing,
+        sharing=LayerSharing.from_config(cfg),
     )
     return dict(single_features=single, pair_encoder=pair_encoder, structure=structure,
                 ipa_chunk_size=cfg.ipaChunkSize)  # fmt: skip

@@ -4,6 +4,10 @@ Each layer updates the factors U, V ``[b, n, r, c_f]``: optionally the factor-al
 multiplicative updates (outgoing, incoming) and factorised triangle attention (starting, ending
 node), then a transition applied to every factor (the pair transition "per factor"). Nothing
 in the stack has more than O(n · r · c_f) elements except one attention row chunk.
+
+Layers may share weights (:mod:`genie.model.sharing`; layers with and without triangle
+operations never share) and run under layer checkpointing (:mod:`genie.utils.checkpointing`,
+kind ``"pair"``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from torch import nn
 
 from genie.model.factor_triangle import FactorTriangleAttention, FactorTriangleMultiplication
 from genie.model.pair_representation import PairFactors
+from genie.model.sharing import NO_SHARING, LayerSharing
 from genie.model.transition import Transition
+from genie.utils.checkpointing import LayerCheckpointing
 
 
 class FactorPairLayer(nn.Module):
@@ -65,21 +71,37 @@ class FactorPairLayer(nn.Module):
 class FactorPairStack(nn.Module):
     """``n_layers`` factor layers; the first ``n_triangle_layers`` carry the triangle ops."""
 
-    def __init__(self, *, n_layers: int, n_triangle_layers: int, triangle_mul: bool,
-                 triangle_att: bool, **layer_kwargs):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        n_layers: int,
+        n_triangle_layers: int,
+        triangle_mul: bool,
+        triangle_att: bool,
+        checkpointing: LayerCheckpointing | None = None,
+        sharing: LayerSharing = NO_SHARING,
+        **layer_kwargs,
+    ):
         super().__init__()
-        self.layers = nn.ModuleList(
-            FactorPairLayer(
-                triangle_mul=triangle_mul and i < n_triangle_layers,
-                triangle_att=triangle_att and i < n_triangle_layers,
+        self.checkpointing = checkpointing or LayerCheckpointing()
+        n_triangle = min(n_triangle_layers, n_layers) if triangle_mul or triangle_att else 0
+
+        def make_layer(i: int) -> FactorPairLayer:
+            return FactorPairLayer(
+                triangle_mul=triangle_mul and i < n_triangle,
+                triangle_att=triangle_att and i < n_triangle,
                 **layer_kwargs,
             )
-            for i in range(n_layers)
+
+        self.layers = sharing.layers(
+            make_layer, n_layers, segments=(n_triangle, n_layers - n_triangle)
         )
 
     def forward(
         self, pair: PairFactors, mask: torch.Tensor, *, chunk_size: int | None = None
     ) -> PairFactors:
-        for layer in self.layers:
-            pair = layer(pair, mask, chunk_size=chunk_size)
+        """Factors ``[b, n, r, c_f]``, ``mask [b, n]`` -> updated factors."""
+        n = mask.shape[1]
+        for i, layer in enumerate(self.layers):
+            pair = self.checkpointing.run("pair", i, n, layer, pair, mask, chunk_size=chunk_size)
         return pair

@@ -17,6 +17,8 @@ from genie.model.knn import KnnEnvironmentFeatures
 from genie.model.pair_representation import DensePair, PairFactors
 from genie.model.pair_stack import PairTransformNet
 from genie.model.primitives import pair_mask
+from genie.model.sharing import LayerSharing
+from genie.utils.checkpointing import LayerCheckpointing
 
 
 class DensePairEncoder(nn.Module):
@@ -46,8 +48,13 @@ class FactorPairEncoder(nn.Module):
         return s, self.stack(factors, mask, chunk_size=self.chunk_size).masked(mask)
 
 
-def build_pair_encoder(cfg) -> tuple[nn.Module, int]:
-    """The encoder a config asks for, and the channel count of its pair representation."""
+def build_pair_encoder(
+    cfg, *, checkpointing: LayerCheckpointing | None = None
+) -> tuple[nn.Module, int]:
+    """The encoder a config asks for, and the channel count of its pair representation.
+
+    ``checkpointing``: the model's layer-checkpointing policy (default: off); the stack's layers
+    share weights as ``useModelCompression`` says."""
     if cfg.useFactorizedPairs:
         c_f, rank = cfg.pairFactorDim, cfg.zFactorRank
         knn = None
@@ -65,6 +72,8 @@ def build_pair_encoder(cfg) -> tuple[nn.Module, int]:
             c_hidden_att=cfg.triangularAttentionHiddenDimension,
             n_heads_att=cfg.triangularAttentionNumHeads,
             transition_n=cfg.pairTransitionN,
+            checkpointing=checkpointing,
+            sharing=LayerSharing.from_config(cfg),
         )
         return FactorPairEncoder(features=features, stack=stack,
                                  chunk_size=cfg.triangleAttentionChunkSize), c_f  # fmt: skip
@@ -80,6 +89,7 @@ def build_pair_encoder(cfg) -> tuple[nn.Module, int]:
         c_hidden_mul=cfg.triangularMultiplicativeHiddenDimension,
         c_hidden_att=cfg.triangularAttentionHiddenDimension,
         n_heads_att=cfg.triangularAttentionNumHeads, dropout=cfg.triangularDropout,
-        transition_n=cfg.pairTransitionN,
+        transition_n=cfg.pairTransitionN, checkpointing=checkpointing,
+        sharing=LayerSharing.from_config(cfg),
     )  # fmt: skip
     return DensePairEncoder(features=features, stack=stack, chunk_size=cfg.triangleChunkSize), c_p

@@ -3,6 +3,8 @@
 Each layer applies, with residual connections: triangle multiplicative update (outgoing, then
 incoming), optionally triangle attention (starting, then ending node), and a pair transition.
 Dropout masks are shared along rows (outgoing/starting) or columns (incoming/ending).
+Layers may share weights (:mod:`genie.model.sharing`) and run under layer checkpointing
+(:mod:`genie.utils.checkpointing`, kind ``"pair"``).
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import torch
 from torch import nn
 
 from genie.model.primitives import SharedDropout
+from genie.model.sharing import NO_SHARING, LayerSharing
 from genie.model.transition import Transition
 from genie.model.triangle_attention import TriangleAttention
 from genie.model.triangle_multiplication import TriangleMultiplication
+from genie.utils.checkpointing import LayerCheckpointing
 
 
 class PairTransformLayer(nn.Module):
@@ -56,16 +60,26 @@ class PairTransformLayer(nn.Module):
 
 
 class PairTransformNet(nn.Module):
-    """A stack of :class:`PairTransformLayer` (``n_layers`` may be 0: identity)."""
+    """A stack of :class:`PairTransformLayer` (``n_layers`` may be 0: identity), its layers
+    shared per ``sharing`` and checkpointed per ``checkpointing`` (default: neither)."""
 
-    def __init__(self, *, n_layers: int, **layer_kwargs):
+    def __init__(
+        self,
+        *,
+        n_layers: int,
+        checkpointing: LayerCheckpointing | None = None,
+        sharing: LayerSharing = NO_SHARING,
+        **layer_kwargs,
+    ):
         super().__init__()
-        self.layers = nn.ModuleList(PairTransformLayer(**layer_kwargs) for _ in range(n_layers))
+        self.checkpointing = checkpointing or LayerCheckpointing()
+        self.layers = sharing.layers(lambda i: PairTransformLayer(**layer_kwargs), n_layers)
 
     def forward(
         self, z: torch.Tensor, pair_mask: torch.Tensor, *, chunk_size: int | None = None
     ) -> torch.Tensor:
         """``z [b, n, n, c_p]``, ``pair_mask [b, n, n]`` -> ``[b, n, n, c_p]``."""
-        for layer in self.layers:
-            z = layer(z, pair_mask, chunk_size=chunk_size)
+        n = z.shape[1]
+        for i, layer in enumerate(self.layers):
+            z = self.checkpointing.run("pair", i, n, layer, z, pair_mask, chunk_size=chunk_size)
         return z

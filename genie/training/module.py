@@ -12,6 +12,7 @@ loss arithmetic (the pairwise distance loss also disables autocast for its dista
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from genie.diffusion import (
 from genie.model.denoiser import build_denoiser
 
 T_BUCKETS = 4  # validation loss is also logged per quarter of the timestep range
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -51,6 +54,14 @@ class GenieModule(pl.LightningModule):
         self.save_hyperparameters({"config": dataclasses.asdict(config)})
         self.model = build_denoiser(config)
         self.schedule = DiffusionSchedule(num_timesteps=config.numTimesteps)
+
+    def on_fit_start(self) -> None:
+        """Log the model size: distinct trainable parameters (weights shared between layers by
+        ``useModelCompression`` count once) as the scalar ``model/num_parameters`` (step 0)."""
+        count = self.model.num_parameters()
+        log.info("model: %s distinct trainable parameters", f"{count:,}")
+        for logger in self.loggers:
+            logger.log_metrics({"model/num_parameters": float(count)}, step=0)
 
     # --- objective ----------------------------------------------------------------------------
     @property
