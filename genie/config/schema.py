@@ -184,7 +184,8 @@ class GenieConfig:
         1024, "queries per block of the k-NN distance search (memory O(chunk·n))", min=1
     )
     sparseChunkSize: int = option(
-        1024, "residues per chunk of the sparse triangle/axial operations (memory O(chunk·k²·c))",
+        1024,
+        "residues per chunk of the sparse triangle/axial operations (memory O(chunk·k²·c))",
         min=1,
     )
     useLocalEdgeBias: bool = option(

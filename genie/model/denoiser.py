@@ -23,6 +23,7 @@ from genie.model.flash_ipa import FlashIPA
 from genie.model.ipa import InvariantPointAttention
 from genie.model.pair_encoders import build_pair_encoder
 from genie.model.sharing import LayerSharing
+from genie.model.sparse_attention import LocalEdgeAttention, SparseFlashIPA
 from genie.model.structure_stack import StructureNet
 from genie.utils.checkpointing import layer_checkpointing
 
@@ -60,12 +61,27 @@ class GenieDenoiser(nn.Module):
         """Number of distinct trainable parameters (shared tensors counted once)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
+    @property
+    def uses_graph(self) -> bool:
+        """Whether the pair encoder works on a k-NN graph (sparse pairs) that a sampler may
+        build once and reuse for several steps."""
+        return hasattr(self.pair_encoder, "build_graph")
+
+    def build_graph(self, coords: torch.Tensor, mask: torch.Tensor):
+        """The k-NN graph the model would build for ``coords [b, n, 3]`` Å, ``mask [b, n]``, to
+        pass as ``graph=`` to later calls; None for models without a graph."""
+        if not self.uses_graph:
+            return None
+        return self.pair_encoder.build_graph(coords, mask.bool())
+
     def forward(
         self,
         coords: torch.Tensor,
         timesteps: torch.Tensor,
         mask: torch.Tensor,
         residue_index: torch.Tensor | None = None,
+        *,
+        graph=None,
     ) -> torch.Tensor:
         """
         Args:
@@ -73,6 +89,8 @@ class GenieDenoiser(nn.Module):
             timesteps: ``[b]`` diffusion step t of each chain (1..T).
             mask: ``[b, n]`` 1 for real residues (a prefix of each row, at least 3).
             residue_index: ``[b, n]`` residue positions (default 0..n-1).
+            graph: a k-NN graph from :meth:`build_graph` (sparse models; default: built from
+                coords). Graphs do not depend on translations, so centring does not change them.
 
         Returns:
             ``[b, n, 3]`` predicted noise ε̂ (zero at padding).
@@ -85,7 +103,10 @@ class GenieDenoiser(nn.Module):
         x = (coords - centre) * mask[..., None]  # [b, n, 3], centred
 
         s = self.single_features(residue_index, timesteps, mask)  # [b, n, c_s]
-        s, pair = self.pair_encoder(s, x, residue_index, mask)
+        if self.uses_graph:
+            s, pair = self.pair_encoder(s, x, residue_index, mask.bool(), graph=graph)
+        else:
+            s, pair = self.pair_encoder(s, x, residue_index, mask)
         frames = frenet_serret_frames(x, mask)
         frames = self.structure(s, pair, frames, mask, chunk_size=self.ipa_chunk_size)
         return (x - frames.trans) * mask[..., None]
@@ -93,7 +114,8 @@ class GenieDenoiser(nn.Module):
 
 def attention_factory(cfg, c_pair: int):
     """A function that builds one structure layer's attention module: FlashIPA over the pair
-    factors (``useFlashMode``), or dense IPA over dense or factorised pairs."""
+    factors (``useFlashMode``; with ``useSparseKNN`` over factors pooled from the edges, plus the
+    local edge attention), or dense IPA over dense or factorised pairs."""
     sizes = dict(
         c_s=cfg.singleFeatureDimension,
         c_hidden=cfg.ipaHiddenDimension,
@@ -102,10 +124,27 @@ def attention_factory(cfg, c_pair: int):
         n_v_points=cfg.ipaNumVPoints,
     )
     if cfg.useFlashMode:
-        return lambda: FlashIPA(
-            c_f=c_pair, rank=cfg.zFactorRank, qk_dtype=cfg.flashQKDtype,
-            backend=cfg.flashBackend, use_fa3=cfg.useFlashAttn3, **sizes,
-        )  # fmt: skip
+
+        def flash():
+            return FlashIPA(
+                c_f=c_pair, rank=cfg.zFactorRank, qk_dtype=cfg.flashQKDtype,
+                backend=cfg.flashBackend, use_fa3=cfg.useFlashAttn3, **sizes,
+            )  # fmt: skip
+
+        if not cfg.useSparseKNN:
+            return flash
+
+        def sparse():
+            local = None
+            if cfg.useLocalEdgeBias:
+                local = LocalEdgeAttention(
+                    c_s=sizes["c_s"], c_p=cfg.pairFeatureDimension, c_hidden=sizes["c_hidden"],
+                    n_heads=sizes["n_heads"],
+                    spatial_range=cfg.spatialBiasRange if cfg.useSpatialBias else None,
+                )  # fmt: skip
+            return SparseFlashIPA(flash=flash(), local=local, chunk_size=cfg.sparseChunkSize)
+
+        return sparse
     return lambda: InvariantPointAttention(c_p=c_pair, **sizes)
 
 

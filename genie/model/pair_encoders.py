@@ -1,8 +1,10 @@
 """Pair encoders: single features + noisy trace -> the pair representation the trunk uses.
 
-Both map ``(s [b, n, c_s], x [b, n, 3] Å, residue_index [b, n], mask [b, n])`` to
+All map ``(s [b, n, c_s], x [b, n, 3] Å, residue_index [b, n], mask [b, n])`` to
 ``(s [b, n, c_s], pair)``: the dense one (Genie) returns ``DensePair z [b, n, n, c_p]``, the
-factorised one (stages 1-2) ``PairFactors U, V [b, n, r, c_f]``. The denoiser does not know which.
+factorised one (stages 1-2) ``PairFactors U, V [b, n, r, c_f]``, the sparse one (stages 3 V2, 4;
+genie/model/sparse_encoder.py) ``SparsePair`` edges ``[b, n, k, c_p]`` with pooled factors. The
+denoiser does not know which.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from genie.model.pair_representation import DensePair, PairFactors
 from genie.model.pair_stack import PairTransformNet
 from genie.model.primitives import pair_mask
 from genie.model.sharing import LayerSharing
+from genie.model.sparse_encoder import SparsePairEncoder
+from genie.model.sparse_features import EdgeFeatureNet, EdgePooling
+from genie.model.sparse_pair_stack import SparsePairStack
 from genie.utils.checkpointing import LayerCheckpointing
 
 
@@ -48,6 +53,38 @@ class FactorPairEncoder(nn.Module):
         return s, self.stack(factors, mask, chunk_size=self.chunk_size).masked(mask)
 
 
+def build_sparse_encoder(
+    cfg, *, checkpointing: LayerCheckpointing | None = None
+) -> tuple[nn.Module, int]:
+    """Stages 3 V2 / 4: edges on the k-NN graph, with factors pooled for FlashIPA."""
+    c_p, c_s = cfg.pairFeatureDimension, cfg.singleFeatureDimension
+    stack = SparsePairStack(
+        n_layers=cfg.numPairTransformLayers,
+        n_triangle_layers=cfg.numTriangleLayers,
+        triangle_mul=cfg.includeTriangularMultiplicativeUpdate,
+        triangle_att=cfg.includeTriangularAttention,
+        axial=cfg.useAxialAttention,
+        c_p=c_p,
+        c_hidden_mul=cfg.triangularMultiplicativeHiddenDimension,
+        c_hidden_att=cfg.triangularAttentionHiddenDimension,
+        n_heads_att=cfg.triangularAttentionNumHeads,
+        dropout=cfg.triangularDropout,
+        transition_n=cfg.pairTransitionN,
+        checkpointing=checkpointing,
+        sharing=LayerSharing.from_config(cfg),
+    )
+    encoder = SparsePairEncoder(
+        features=EdgeFeatureNet(c_s=c_s, c_p=c_p, relpos_k=cfg.relativePositionK),
+        stack=stack,
+        pooling=EdgePooling(c_s=c_s, c_p=c_p, c_f=cfg.pairFactorDim, rank=cfg.zFactorRank),
+        k=cfg.kNeighbors,
+        strategy=cfg.knnStrategy,
+        knn_chunk_size=cfg.knnChunkSize,
+        chunk_size=cfg.sparseChunkSize,
+    )
+    return encoder, cfg.pairFactorDim
+
+
 def build_pair_encoder(
     cfg, *, checkpointing: LayerCheckpointing | None = None
 ) -> tuple[nn.Module, int]:
@@ -55,6 +92,8 @@ def build_pair_encoder(
 
     ``checkpointing``: the model's layer-checkpointing policy (default: off); the stack's layers
     share weights as ``useModelCompression`` says."""
+    if cfg.useSparseKNN:
+        return build_sparse_encoder(cfg, checkpointing=checkpointing)
     if cfg.useFactorizedPairs:
         c_f, rank = cfg.pairFactorDim, cfg.zFactorRank
         knn = None

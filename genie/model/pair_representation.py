@@ -1,4 +1,5 @@
-"""Pair representations: dense ``z [b, n, n, c]`` or per-residue factors ``U, V [b, n, r, c]``.
+"""Pair representations: dense ``z [b, n, n, c]``, per-residue factors ``U, V [b, n, r, c]``, or
+sparse k-NN edges ``e [b, n, k, c_p]`` with pooled factors (:class:`SparsePair`).
 
 Notation: b batch, i/j residues (n), r factor rank, c pair channels, h heads.
 
@@ -89,5 +90,36 @@ class PairFactors:
         m = mask[:, :, None, None].to(self.u.dtype)
         return PairFactors(self.u * m, self.v * m)
 
+    @property
+    def factors(self) -> PairFactors:
+        """The factors FlashIPA reads (these)."""
+        return self
 
-PairRepresentation = DensePair | PairFactors
+    def with_factors(self, factors: PairFactors) -> PairFactors:
+        return factors
+
+
+@dataclass(frozen=True)
+class SparsePair:
+    """Sparse k-NN pairs (stages 3 V2, 4): edges ``e [b, n, k, c_p]`` on ``graph`` (a
+    :class:`~genie.model.sparse_graph.KnnGraph`) and per-residue factors ``[b, n, r, c_f]``
+    pooled from the edges, through which FlashIPA attends globally."""
+
+    edges: torch.Tensor
+    graph: object  # KnnGraph (not imported here: the graph module is model-level)
+    factors: PairFactors
+
+    @property
+    def channels(self) -> int:
+        """Channels of the factors (what FlashIPA's pair output carries)."""
+        return self.factors.channels
+
+    def normalized(self, norm: nn.LayerNorm) -> SparsePair:
+        """Layer-normalise the factors (the edges are normalised by each consumer)."""
+        return self.with_factors(self.factors.normalized(norm))
+
+    def with_factors(self, factors: PairFactors) -> SparsePair:
+        return SparsePair(self.edges, self.graph, factors)
+
+
+PairRepresentation = DensePair | PairFactors | SparsePair

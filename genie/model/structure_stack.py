@@ -108,8 +108,10 @@ class StructureNet(nn.Module):
         return frames.scale_translation(1.0 / NM_PER_ANGSTROM)
 
     @staticmethod
-    def _update_factors(transition: Transition, pair: PairFactors, mask) -> PairFactors:
-        """``U ← U + T(U)``, ``V ← V + T(V)`` per factor (``[b, n, r, c_f]``)."""
-        factor_mask = mask[:, :, None].expand(-1, -1, pair.rank)
-        return PairFactors(pair.u + transition(pair.u, factor_mask),
-                           pair.v + transition(pair.v, factor_mask))  # fmt: skip
+    def _update_factors(transition: Transition, pair: PairRepresentation, mask):
+        """``U ← U + T(U)``, ``V ← V + T(V)`` per factor (``[b, n, r, c_f]``) of a factorised or
+        sparse pair representation (whose pooled factors are updated)."""
+        f = pair.factors
+        factor_mask = mask[:, :, None].expand(-1, -1, f.rank)
+        return pair.with_factors(PairFactors(f.u + transition(f.u, factor_mask),
+                                             f.v + transition(f.v, factor_mask)))  # fmt: skip

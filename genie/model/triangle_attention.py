@@ -5,8 +5,11 @@ Notation: b batch, i/j/k residues, h heads, c channels per head, c_p pair channe
     starting node: o_ij = Σ_k softmax_k(q_ij·k_ik/√c + b_jk) v_ik, gated by σ(W_g z_ij)
 
 The ending-node variant is the starting-node variant of the transposed pair tensor, transposed
-back. Rows i are processed in chunks of ``chunk_size``; each chunk calls PyTorch's
-scaled-dot-product attention with the triangle bias ``b_jk`` (shared by all rows) plus the key
+back. Without the triangle bias (``triangle_bias=False``) this is axial attention: row attention
+(starting node) and column attention (ending node) over the pair tensor. On dense pairs it costs
+O(n³) compute whatever the chunking; chunking bounds only the memory (O(chunk·n²)).
+Rows i are processed in chunks of ``chunk_size``; each chunk calls PyTorch's scaled-dot-product
+attention with the triangle bias ``b_jk`` (shared by all rows) plus the key
 mask as an additive float mask.
 """
 
@@ -26,7 +29,13 @@ MASK_BIAS = -1e4  # additive logit for padded keys (finite, so fp16/bf16 stay fi
 
 class TriangleAttention(nn.Module):
     def __init__(
-        self, *, c_p: int, c_hidden: int, n_heads: int, node: Literal["starting", "ending"]
+        self,
+        *,
+        c_p: int,
+        c_hidden: int,
+        n_heads: int,
+        node: Literal["starting", "ending"],
+        triangle_bias: bool = True,
     ):
         super().__init__()
         if node not in ("starting", "ending"):
@@ -34,7 +43,7 @@ class TriangleAttention(nn.Module):
         self.node, self.h, self.c = node, n_heads, c_hidden
         self.norm = nn.LayerNorm(c_p)
         self.qkv = Linear(c_p, 3 * n_heads * c_hidden, bias=False)
-        self.bias = Linear(c_p, n_heads, bias=False)
+        self.bias = Linear(c_p, n_heads, bias=False) if triangle_bias else None
         self.gate = Linear(c_p, n_heads * c_hidden, init="gating")
         self.out = Linear(n_heads * c_hidden, c_p, init="final")
 
@@ -53,7 +62,10 @@ class TriangleAttention(nn.Module):
         if self.node == "ending":
             z, pair_mask = z.transpose(1, 2), pair_mask.transpose(1, 2)
         zn = self.norm(z)
-        tri_bias = self.bias(zn).permute(0, 3, 1, 2)  # [b, h, j, k]
+        if self.bias is not None:
+            tri_bias = self.bias(zn).permute(0, 3, 1, 2)  # [b, h, j, k]
+        else:
+            tri_bias = zn.new_zeros(1, 1, 1, 1)
         # mask of keys k per row i: [b, i, 1, 1, k]
         key_bias = (1.0 - pair_mask)[:, :, None, None, :] * MASK_BIAS
 
