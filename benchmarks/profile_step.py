@@ -4,8 +4,9 @@
         [--set key=value ...] [--top 25]
 
 Builds the model at one length (batch 1, synthetic trace), runs warm-up steps, then profiles
-one full training step (forward, backward, optimiser) with ``torch.profiler`` and prints the
-kernel table, the total CUDA time and the number of kernel launches.
+one full training step (forward, backward, optimiser; under the config's autocast) with
+``torch.profiler`` and prints the operator table (sorted by ``--sort``), the total CUDA time
+and the number of kernel launches.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def main() -> None:
     parser.add_argument("--length", type=int, required=True)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--sort", default="cuda_time_total", help="profiler column, e.g. self_cpu_time_total"
+    )
     args = parser.parse_args()
     cfg = load_config(args.config, [*args.overrides, f"maximumNumResidues={args.length}"])
     apply_runtime_settings(cfg)
@@ -39,9 +43,14 @@ def main() -> None:
     coords = torch.as_tensor(synthetic_trace(args.length, seed=0), dtype=torch.float32)
     batch = {"coords": coords[None].cuda(), "mask": torch.ones(1, args.length, device="cuda")}
 
+    autocast_dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(cfg.precision)
+    use_autocast = cfg.useMixedPrecision and autocast_dtype is not None
+
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        module.compute_loss(batch).backward()
+        with torch.autocast("cuda", dtype=autocast_dtype or torch.float32, enabled=use_autocast):
+            loss = module.compute_loss(batch)
+        loss.backward()
         optimizer.step()
 
     for _ in range(3):
@@ -51,7 +60,7 @@ def main() -> None:
         step()
         torch.cuda.synchronize()
     events = prof.key_averages()
-    print(events.table(sort_by="cuda_time_total", row_limit=args.top, max_name_column_width=60))
+    print(events.table(sort_by=args.sort, row_limit=args.top, max_name_column_width=60))
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     total_ms = sum(e.device_time for e in kernels) / 1e3
     print(f"L={args.length} {cfg.matmulPrecision}: {len(kernels)} kernels, {total_ms:.1f} ms GPU")
