@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from genie.geometry.rigid import Rigid
@@ -45,7 +46,8 @@ class SpatialBias(nn.Module):
         """``offsets [*]`` (r_j − r_i) -> ``[*, h]``."""
         inside = offsets.abs() <= self.max_separation
         rows = offsets.clamp(-self.max_separation, self.max_separation) + self.max_separation
-        return self.table[rows] * inside[..., None].to(self.table.dtype)
+        # F.embedding, not self.table[rows]: its backward is fast with many repeated rows
+        return F.embedding(rows, self.table) * inside[..., None].to(self.table.dtype)
 
 
 class LocalEdgeAttention(nn.Module):
