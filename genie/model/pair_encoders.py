@@ -128,7 +128,8 @@ def build_pair_encoder(
         c_hidden_mul=cfg.triangularMultiplicativeHiddenDimension,
         c_hidden_att=cfg.triangularAttentionHiddenDimension,
         n_heads_att=cfg.triangularAttentionNumHeads, dropout=cfg.triangularDropout,
-        transition_n=cfg.pairTransitionN, checkpointing=checkpointing,
-        sharing=LayerSharing.from_config(cfg),
+        transition_n=cfg.pairTransitionN, include_axial=cfg.useAxialAttention,
+        axial_row_chunk_size=cfg.axialRowChunkSize, axial_col_chunk_size=cfg.axialColChunkSize,
+        checkpointing=checkpointing, sharing=LayerSharing.from_config(cfg),
     )  # fmt: skip
     return DensePairEncoder(features=features, stack=stack, chunk_size=cfg.triangleChunkSize), c_p
