@@ -22,6 +22,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from genie.data.clusters import cluster_sequences
 from genie.data.dataset import (
     CaDataset,
     LengthBucketBatchSampler,
@@ -37,10 +38,12 @@ class CaDataModule(pl.LightningDataModule):
 
     ``prepare_data`` (rank 0) builds or reuses the cache; ``setup`` loads it, drops segments
     shorter than ``min_length``, splits train/val by exact sequence identity (identical chains
-    never straddle the split) and builds the datasets. Training crops are random windows of
-    ``max_length`` residues, validation crops centred windows. With ``concatenate`` every item is
-    ``max_length`` residues long: shorter segments are joined to further segments of their own
-    side of the split (:mod:`genie.data.concat`; artificial joins, marked).
+    never straddle the split) and builds the datasets. With ``cluster_sampling`` segments are
+    clustered by sequence (:mod:`genie.data.clusters`), whole clusters go to one side of the
+    split, and every training epoch draws one segment per cluster. Training crops are random
+    windows of ``max_length`` residues, validation crops centred windows. With ``concatenate``
+    every item is ``max_length`` residues long: shorter segments are joined to further segments
+    of their own side of the split (:mod:`genie.data.concat`; artificial joins, marked).
     """
 
     def __init__(
@@ -61,6 +64,8 @@ class CaDataModule(pl.LightningDataModule):
         concatenate: bool = False,
         join_residue_gap: int = 64,
         join_clearance: float = 5.0,
+        cluster_sampling: bool = False,
+        cluster_similarity: float = 0.3,
     ) -> None:
         """
         Args:
@@ -81,6 +86,10 @@ class CaDataModule(pl.LightningDataModule):
             concatenate: fill items shorter than ``max_length`` with further segments.
             join_residue_gap: residue-index step across a join (>= 1).
             join_clearance: minimum Cα distance between joined pieces (Å).
+            cluster_sampling: split by sequence cluster and train on one segment per cluster
+                per epoch (an epoch then has as many items as training clusters).
+            cluster_similarity: chance-corrected shared-3-mer threshold of the clustering,
+                in (0, 1] (0.3 ≈ 67 % identity).
         """
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
@@ -106,6 +115,11 @@ class CaDataModule(pl.LightningDataModule):
         self.concatenate = concatenate
         self.join_residue_gap = join_residue_gap
         self.join_clearance = join_clearance
+        if not 0.0 < cluster_similarity <= 1.0:
+            raise ValueError(f"cluster_similarity must be in (0, 1], got {cluster_similarity}")
+        self.cluster_sampling = cluster_sampling
+        self.cluster_similarity = cluster_similarity
+        self.train_groups: np.ndarray | None = None
         self.arrays: CaDatasetArrays | None = None
         self.train_dataset: CaDataset | None = None
         self.val_dataset: CaDataset | None = None
@@ -144,14 +158,19 @@ class CaDataModule(pl.LightningDataModule):
                 f"{path} has {len(usable)} segments of >= {self.min_length} residues; a train/val "
                 "split needs at least 2"
             )
-        groups = [arrays.sequences[i] for i in usable]
+        sequences = [arrays.sequences[i] for i in usable]
+        groups = sequences
+        if self.cluster_sampling:
+            groups = cluster_sequences(sequences, similarity=self.cluster_similarity).tolist()
         train_pos, val_pos = split_train_val(
             len(usable), val_fraction=self.val_fraction, seed=self.seed, groups=groups
         )
-        train_idx, val_idx = usable[train_pos], usable[val_pos]
-        if self.dataset_size is not None and self.dataset_size < len(train_idx):
+        if self.dataset_size is not None and self.dataset_size < len(train_pos):
             rng = np.random.default_rng((self.seed, 1))
-            train_idx = np.sort(rng.choice(train_idx, size=self.dataset_size, replace=False))
+            train_pos = np.sort(rng.choice(train_pos, size=self.dataset_size, replace=False))
+        train_idx, val_idx = usable[train_pos], usable[val_pos]
+        if self.cluster_sampling:
+            self.train_groups = np.asarray(groups, dtype=np.int64)[train_pos]
         if self.validation_size is not None and self.validation_size < len(val_idx):
             rng = np.random.default_rng((self.seed, 2))
             val_idx = np.sort(rng.choice(val_idx, size=self.validation_size, replace=False))
@@ -213,7 +232,15 @@ class CaDataModule(pl.LightningDataModule):
             return 1, 0
         return int(trainer.world_size), int(trainer.global_rank)
 
-    def _loader(self, dataset: CaDataset, *, shuffle: bool) -> DataLoader:
+    @property
+    def num_train_clusters(self) -> int | None:
+        """Sequence clusters among the training segments (None without cluster sampling)."""
+        self._require(self.train_dataset)
+        return None if self.train_groups is None else len(np.unique(self.train_groups))
+
+    def _loader(
+        self, dataset: CaDataset, *, shuffle: bool, groups: np.ndarray | None = None
+    ) -> DataLoader:
         num_replicas, rank = self._replicas()
         sampler = LengthBucketBatchSampler(
             dataset,
@@ -223,6 +250,7 @@ class CaDataModule(pl.LightningDataModule):
             num_replicas=num_replicas,
             rank=rank,
             epoch_source=self._current_epoch if shuffle else None,
+            groups=groups,
         )
         return DataLoader(
             dataset,
@@ -245,7 +273,8 @@ class CaDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled, length-bucketed, random crops; the epoch is read from the trainer."""
-        return self._loader(self._require(self.train_dataset), shuffle=True)
+        dataset = self._require(self.train_dataset)
+        return self._loader(dataset, shuffle=True, groups=self.train_groups)
 
     def val_dataloader(self) -> DataLoader:
         """Fixed order (sorted by length), centred crops."""

@@ -29,10 +29,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from genie.data.clusters import one_per_cluster
 from genie.data.concat import concatenate_pieces, draw_pieces, joined_name
 from genie.data.dataset_file import CaDatasetArrays
 
 CONCAT_STREAM = 1  # tag of the concatenation's random stream (the crop's stream has no tag)
+CLUSTER_STREAM = 2  # tag of the batch sampler's per-epoch draw of one item per cluster
 
 
 class CaDataset(Dataset):
@@ -193,6 +195,9 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
     ``batch_size * pool_batches`` items, sorted by crop length within each pool, cut into batches,
     and the batch order is permuted. Larger pools give more homogeneous batches (less padding),
     smaller pools more randomness. Unshuffled mode (validation): one global sort, fixed order.
+    With ``groups`` (e.g. sequence clusters, :mod:`genie.data.clusters`) a shuffled epoch holds
+    one item per group, drawn anew every epoch from ``(seed, epoch)``; unshuffled mode ignores
+    them.
     Only the last batch can be smaller than ``batch_size`` (dropped with ``drop_last``).
 
     Crop lengths are read from the dataset at every ``__iter__``, so ``set_max_length`` on the
@@ -219,6 +224,7 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         rank: int = 0,
         pool_batches: int = 32,
         epoch_source: Callable[[], int] | None = None,
+        groups: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         """
         Args:
@@ -231,6 +237,8 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
             rank: this rank, ``0..num_replicas-1``.
             pool_batches: batches per sorting pool.
             epoch_source: returns the current epoch; read at every ``__iter__`` when given.
+            groups: ``[len(dataset)]`` integer group label per item: a shuffled epoch takes
+                one item per group; None = every item.
         """
         if batch_size < 1 or pool_batches < 1:
             raise ValueError("batch_size and pool_batches must be >= 1")
@@ -246,6 +254,14 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         self.pool_batches = pool_batches
         self.epoch = 0
         self.epoch_source = epoch_source
+        self.groups = None
+        if groups is not None:
+            self.groups = np.asarray(groups, dtype=np.int64)
+            if self.groups.shape != (len(dataset),):
+                raise ValueError(
+                    f"groups has shape {self.groups.shape}, expected ({len(dataset)},): one "
+                    "label per dataset item"
+                )
 
     @property
     def sampler(self) -> LengthBucketBatchSampler:
@@ -257,8 +273,21 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         self.epoch = int(epoch)
         self.dataset.set_epoch(epoch)
 
+    def _num_items(self) -> int:
+        """Items per epoch: one per group in shuffled mode with groups, else all."""
+        if self.shuffle and self.groups is not None:
+            return len(np.unique(self.groups))
+        return len(self.dataset)
+
+    def _epoch_items(self) -> np.ndarray:
+        """Positions of this epoch's items in the dataset."""
+        if self.shuffle and self.groups is not None:
+            rng = np.random.default_rng((self.seed, self.epoch, CLUSTER_STREAM))
+            return one_per_cluster(self.groups, rng)
+        return np.arange(len(self.dataset))
+
     def _num_global_batches(self) -> int:
-        n = len(self.dataset)
+        n = self._num_items()
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __len__(self) -> int:
@@ -269,7 +298,8 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
 
     def global_batches(self) -> list[list[int]]:
         """All batches of this epoch, before the share-out to ranks."""
-        lengths = self.dataset.crop_lengths
+        items = self._epoch_items()
+        lengths = self.dataset.crop_lengths[items]
         n = len(lengths)
         if self.shuffle:
             rng = np.random.default_rng((self.seed, self.epoch))
@@ -281,6 +311,7 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
             )
         else:
             order = np.argsort(lengths, kind="stable")
+        order = items[order]
         batches = [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches.pop()
