@@ -36,6 +36,7 @@ def tiny_train_config(tmp_path: Path, *extra: str):
             "name=test", "numWorkers=0", "maximumNumResidues=32", "minimumNumResidues=20",
             "batchSize=8", "datasetSize=16", "validationFraction=0.2", "numTimesteps=100",
             "learningRate=3e-3", "logEverySteps=1", "seed=3",
+            "logSamplesEveryEpochs=0",  # ≈1.4 s a round; test_pictures.py turns them on
         ]
         + list(extra),
     )  # fmt: skip

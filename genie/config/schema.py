@@ -20,6 +20,8 @@ ALIASES: dict[str, str] = {
     "ipaNumHeads": "structureEncoderHeads",
 }
 
+LOG_SAMPLES_LENGTH = 128  # residues of the training-time picture samples when not set (at most)
+
 
 @dataclasses.dataclass
 class GenieConfig:
@@ -73,6 +75,19 @@ class GenieConfig:
     )
     joinClearance: float = option(
         5.0, "minimum Cα distance (Å) between concatenated segments", min=0.0
+    )
+    sampleByCluster: bool = option(
+        False,
+        "cluster segments by sequence (shared 3-mers, clusterSimilarity), keep whole clusters on "
+        "one side of the train/val split, and train on one segment per cluster per epoch",
+    )
+    clusterSimilarity: float = option(
+        0.3,
+        "sequence-cluster threshold: chance-corrected fraction of shared 3-mers (0.3 ≈ 67 % "
+        "identity, 0.5 ≈ 80 %)",
+        min=0.0,
+        max=1.0,
+        min_exclusive=True,
     )
     numWorkers: int = option(2, "data-loader worker processes", min=0)
 
@@ -197,14 +212,23 @@ class GenieConfig:
     spatialBiasRange: int = option(32, "sequence separations with their own bias (±range)", min=1)
     useAxialAttention: bool = option(
         False,
-        "row then column attention over the pair representation (sparse: O(n·k²); dense: O(n³) "
-        "compute, chunked memory)",
+        "row then column attention (triangle attention without its bias; its heads and channels) "
+        "in every pair layer. Sparse edges: O(n·k²) compute. Dense pairs: O(n³) compute (it does "
+        "not make a dense stack O(n)): each of n rows (columns) attends with n queries over n "
+        "keys; chunking bounds only the memory, O(chunk·n·c) activations (+ O(chunk·n²) logits on "
+        "PyTorch's math attention path)",
     )
     axialRowChunkSize: int | None = option(
-        None, "rows per chunk of dense axial attention (None = all; sparse: sparseChunkSize)", min=1
+        None,
+        "rows per chunk of dense row attention (None = triangleChunkSize; sparse edges use "
+        "sparseChunkSize)",
+        min=1,
     )
     axialColChunkSize: int | None = option(
-        None, "columns per chunk of dense axial attention (None = all)", min=1
+        None,
+        "columns per chunk of dense column attention (None = triangleChunkSize; sparse edges use "
+        "sparseChunkSize)",
+        min=1,
     )
 
     # --- memory: gradient checkpointing and parameter sharing --------------------------------
@@ -298,6 +322,13 @@ class GenieConfig:
     # --- optimisation -------------------------------------------------------------------------
     batchSize: int = option(4, "chains per batch (per device)", min=1)
     numEpochs: int = option(100, "training epochs", min=1)
+    maxTrainingMinutes: float | None = option(
+        None,
+        "stop training after this much wall-clock time (minutes, counted over resumes: the "
+        "elapsed time is stored in checkpoints), then save last.ckpt; None = numEpochs only",
+        min=0,
+        min_exclusive=True,
+    )
     learningRate: float = option(1e-4, "AdamW learning rate", min=0, min_exclusive=True)
     weightDecay: float = option(0.0, "AdamW weight decay", min=0)
     warmupEpochs: float = option(
@@ -307,6 +338,24 @@ class GenieConfig:
     logEverySteps: int = option(50, "log training scalars every N optimiser steps", min=1)
     checkpointEveryEpochs: int = option(1, "save checkpoints every N epochs", min=1)
     validateEveryEpochs: int = option(1, "run the validation loop every N epochs", min=1)
+    logSamplesEveryEpochs: int = option(
+        10,
+        "every N epochs sample backbones (DDIM) and log contact maps, Cα traces, evaluation "
+        "figures and scalars to TensorBoard (samples/*); 0 = off",
+        min=0,
+    )
+    logSamplesCount: int = option(4, "backbones per round of sample pictures", min=1)
+    logSamplesLength: int | None = option(
+        None,
+        f"residues of each picture sample (None = min({LOG_SAMPLES_LENGTH}, maximumNumResidues))",
+        min=3,
+    )
+    logSamplesSkipSteps: int = option(
+        20,
+        "DDIM stride s of the picture samples: ⌈numTimesteps / s⌉ model calls (T = 1000: 50); "
+        "capped at numTimesteps − 1",
+        min=1,
+    )
     matmulPrecision: str = option(
         "high",
         "fp32 matrix products: highest = true fp32, high = TF32 tensor cores (GPU), medium = bf16",

@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -29,10 +30,12 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from genie.config import ConfigError, GenieConfig, config_from_dict, load_config, save_config
 from genie.config.parser import parse_lines, parse_overrides
+from genie.config.schema import LOG_SAMPLES_LENGTH
 from genie.data.datamodule import CaDataModule
 from genie.training.callbacks import EpochSeedCallback, ThroughputMonitor
 from genie.training.curriculum import ProgressiveLengthCallback
 from genie.training.module import GenieModule
+from genie.training.pictures import SamplePictures
 from genie.training.precision import SkippedStepMonitor, lightning_precision
 from genie.training.runtime import apply_runtime_settings
 
@@ -66,6 +69,8 @@ def build_datamodule(cfg: GenieConfig) -> CaDataModule:
         concatenate=cfg.concatenateChains,
         join_residue_gap=cfg.joinResidueGap,
         join_clearance=cfg.joinClearance,
+        cluster_sampling=cfg.sampleByCluster,
+        cluster_similarity=cfg.clusterSimilarity,
     )
 
 
@@ -93,7 +98,8 @@ def _run_version(cfg: GenieConfig, resume: Path | None) -> str | int | None:
 def build_callbacks(cfg: GenieConfig) -> list[pl.Callback]:
     """The run's callbacks, checkpointing excluded: seeding, throughput, learning rate, skipped
     fp16 steps (a no-op without a GradScaler), the crop-length curriculum
-    (``useProgressiveTraining``)."""
+    (``useProgressiveTraining``), TensorBoard pictures of sampled backbones
+    (``logSamplesEveryEpochs``, :mod:`genie.training.pictures`)."""
     callbacks: list[pl.Callback] = [
         EpochSeedCallback(cfg.seed),
         ThroughputMonitor(),
@@ -107,6 +113,17 @@ def build_callbacks(cfg: GenieConfig) -> list[pl.Callback]:
                 end_length=cfg.progressiveEndLength,
                 num_stages=cfg.progressiveNumStages,
                 num_epochs=cfg.numEpochs,
+            )
+        )
+    if cfg.logSamplesEveryEpochs > 0:
+        length = cfg.logSamplesLength or min(LOG_SAMPLES_LENGTH, cfg.maximumNumResidues)
+        callbacks.append(
+            SamplePictures(
+                every_n_epochs=cfg.logSamplesEveryEpochs,
+                count=cfg.logSamplesCount,
+                length=length,
+                skip_steps=cfg.logSamplesSkipSteps,
+                seed=cfg.seed,
             )
         )
     return callbacks
@@ -151,6 +168,9 @@ def build_trainer(cfg: GenieConfig, *, resume: Path | None = None, **overrides) 
         devices, num_nodes = layout
     kwargs = dict(
         max_epochs=cfg.numEpochs,
+        max_time=None
+        if cfg.maxTrainingMinutes is None
+        else timedelta(minutes=cfg.maxTrainingMinutes),
         accelerator="gpu" if cfg.accelerator == "cuda" else cfg.accelerator,
         devices=devices,
         num_nodes=num_nodes,
