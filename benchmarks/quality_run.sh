@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The training run and samples behind docs/QUALITY.md, in parts that each fit one 10-minute call
+# of a GPU machine (runs/ is git-ignored and stays on the machine between calls).
+#   bash benchmarks/quality_run.sh OUT_DIR train MINUTES   # train (or resume) both models until
+#                                                         # MINUTES of training time in all
+#   bash benchmarks/quality_run.sh OUT_DIR sample SECONDS  # every sample set, each process
+#                                                         # stopped after SECONDS
+# Data: .bench_data/train_ca.npz, made by our own pipeline from ../shared/data/pdb/train:
+#   python -m genie.data.preprocess ../shared/data/pdb/train .bench_data/train_ca.npz
+# Both models train at once on the one GPU, on one segment per sequence cluster per epoch.
+set -uo pipefail
+out=$1 part=$2 budget=$3
+export PYTHONUNBUFFERED=1
+runs=runs/quality
+data=.bench_data/train_ca.npz
+common=(--set "dataDirectory=$data" --set sampleByCluster=True --set numWorkers=4
+        --set "logDirectory=$runs" --set numEpochs=100000 --set learningRate=3e-4
+        --set warmupEpochs=1 --set logSamplesEveryEpochs=10 --set "maxTrainingMinutes=$budget")
+declare -A config=([baseline]=configs/train_baseline.config [stage3v2]=configs/train_stage3v2.config)
+declare -A extra=(
+  [baseline]="--set batchSize=8 --set maximumNumResidues=256"
+  [stage3v2]="--set batchSize=4 --set maximumNumResidues=512 --set useProgressiveTraining=False"
+)
+
+train() {  # NAME: train, or resume the run's last checkpoint
+  local name=$1 last=$runs/$1/version_0/checkpoints/last.ckpt resume=()
+  [[ -f $last ]] && resume=(--resume "$last")
+  # shellcheck disable=SC2086
+  python3 train/train_long.py --config "${config[$name]}" "${common[@]}" ${extra[$name]} \
+    "${resume[@]}" >> "$runs/train_$name.log" 2>&1
+  echo "train $name exit $?"
+}
+
+case $part in
+  train)
+    mkdir -p "$runs"
+    train baseline &
+    train stage3v2 &
+    wait
+    grep -h "Epoch .*val/loss" "$runs"/train_*.log | tail -n 2 | tr '\r' '\n' | tail -n 2
+    tar czf "$out/runs.tar.gz" --exclude='*.ckpt' "$runs" ;;
+  sample)
+    smp=$runs/samples
+    mkdir -p "$smp"
+    python3 benchmarks/untrained_checkpoint.py --config configs/train_baseline.config \
+      "$runs/untrained.ckpt"
+    base=$runs/baseline/version_0/checkpoints/last.ckpt
+    long=$runs/stage3v2/version_0/checkpoints/last.ckpt
+    s() {  # NAME CHECKPOINT [--set ...]: one sample set, its log beside it
+      local name=$1 ckpt=$2
+      shift 2
+      timeout "$budget" python3 sample/sample_long.py --config configs/sample_baseline.config \
+        --set "checkpoint=$ckpt" --set "name=$name" --set "outputDirectory=$smp/$name" "$@" \
+        > "$smp/$name.log" 2>&1
+      echo "$name exit $?: $(grep -a "wrote" "$smp/$name.log" | tail -n 1)"
+    }
+    every=(--set sampleLengths=64-256:32)  # 64, 96, …, 256
+    (s baseline_ddpm "$base" "${every[@]}" --set samplesPerLength=15 --set batchSize=35) &
+    (s untrained_ddpm "$runs/untrained.ckpt" "${every[@]}" --set samplesPerLength=5 \
+       --set batchSize=35
+     for stride in 10 50; do
+       s "baseline_ddim$stride" "$base" "${every[@]}" --set samplesPerLength=5 \
+         --set batchSize=35 --set samplingStrategy=ddim --set "skipSteps=$stride"
+     done) &
+    (for temp in 0.4 0.8 1.0; do
+       s "baseline_t$temp" "$base" "${every[@]}" --set samplesPerLength=5 --set batchSize=35 \
+         --set "temperature=$temp"
+     done) &
+    (s stage3v2_ddpm "$long" "${every[@]}" --set samplesPerLength=15 --set batchSize=35
+     s stage3v2_long "$long" --set sampleLengths=512,1024,2048 --set samplesPerLength=2 \
+       --set batchSize=2) &
+    wait
+    tar czf "$out/samples.tar.gz" "$smp" ;;
+  *) echo "unknown part $part" >&2; exit 2 ;;
+esac
