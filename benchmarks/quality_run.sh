@@ -3,8 +3,9 @@
 # of a GPU machine (runs/ is git-ignored and stays on the machine between calls).
 #   bash benchmarks/quality_run.sh OUT_DIR train MINUTES   # train (or resume) both models until
 #                                                         # MINUTES of training time in all
-#   bash benchmarks/quality_run.sh OUT_DIR sample SECONDS  # every sample set, each process
-#                                                         # stopped after SECONDS
+#   [SETS=ddim|ddpm] [BASE=CKPT LONG=CKPT] bash benchmarks/quality_run.sh OUT_DIR sample SECONDS
+#       # the DDIM sets (default) or the DDPM/temperature sets, all stopped SECONDS from the start
+#       # (a set's files are written batch by batch); BASE/LONG: checkpoints other than the runs'
 # Data: .bench_data/train_ca.npz, made by our own pipeline from ../shared/data/pdb/train:
 #   python -m genie.data.preprocess ../shared/data/pdb/train .bench_data/train_ca.npz
 # Both models train at once on the one GPU, on one segment per sequence cluster per epoch.
@@ -39,37 +40,48 @@ case $part in
     wait
     grep -h "Epoch .*val/loss" "$runs"/train_*.log | tail -n 2 | tr '\r' '\n' | tail -n 2
     tar czf "$out/runs.tar.gz" --exclude='*.ckpt' "$runs" ;;
-  sample)
+  sample)  # every set that fits one call: DDIM first (fast), DDPM and the temperatures after
     smp=$runs/samples
     mkdir -p "$smp"
-    python3 benchmarks/untrained_checkpoint.py --config configs/train_baseline.config \
-      "$runs/untrained.ckpt"
-    base=$runs/baseline/version_0/checkpoints/last.ckpt
-    long=$runs/stage3v2/version_0/checkpoints/last.ckpt
-    s() {  # NAME CHECKPOINT [--set ...]: one sample set, its log beside it
-      local name=$1 ckpt=$2
+    deadline=$(($(date +%s) + budget))
+    base=${BASE:-$runs/baseline/version_0/checkpoints/last.ckpt}
+    long=${LONG:-$runs/stage3v2/version_0/checkpoints/last.ckpt}
+    untrained=$runs/untrained.ckpt
+    [[ -f $untrained ]] || python3 benchmarks/untrained_checkpoint.py \
+      --config configs/train_baseline.config "$untrained"
+    s() {  # NAME CHECKPOINT [--set ...]: one sample set (skipped once the deadline is near)
+      local name=$1 ckpt=$2 left=$((deadline - $(date +%s)))
       shift 2
-      timeout "$budget" python3 sample/sample_long.py --config configs/sample_baseline.config \
+      ((left > 5)) || return 0
+      timeout "$left" python3 sample/sample_long.py --config configs/sample_baseline.config \
         --set "checkpoint=$ckpt" --set "name=$name" --set "outputDirectory=$smp/$name" "$@" \
         > "$smp/$name.log" 2>&1
       echo "$name exit $?: $(grep -a "wrote" "$smp/$name.log" | tail -n 1)"
     }
-    every=(--set sampleLengths=64-256:32)  # 64, 96, …, 256
-    (s baseline_ddpm "$base" "${every[@]}" --set samplesPerLength=15 --set batchSize=35) &
-    (s untrained_ddpm "$runs/untrained.ckpt" "${every[@]}" --set samplesPerLength=5 \
-       --set batchSize=35
-     for stride in 10 50; do
-       s "baseline_ddim$stride" "$base" "${every[@]}" --set samplesPerLength=5 \
-         --set batchSize=35 --set samplingStrategy=ddim --set "skipSteps=$stride"
-     done) &
-    (for temp in 0.4 0.8 1.0; do
-       s "baseline_t$temp" "$base" "${every[@]}" --set samplesPerLength=5 --set batchSize=35 \
-         --set "temperature=$temp"
-     done) &
-    (s stage3v2_ddpm "$long" "${every[@]}" --set samplesPerLength=15 --set batchSize=35
-     s stage3v2_long "$long" --set sampleLengths=512,1024,2048 --set samplesPerLength=2 \
-       --set batchSize=2) &
+    all=(--set sampleLengths=64-256:32)   # 64, 96, …, 256
+    few=(--set sampleLengths=64-256:64)   # 64, 128, 192, 256
+    ddim=(--set samplingStrategy=ddim)
+    case ${SETS:-ddim} in
+      ddim)
+        (s b_ddim10 "$base" "${all[@]}" --set samplesPerLength=15 --set batchSize=15 \
+           "${ddim[@]}" --set skipSteps=10
+         s b_ddim50 "$base" "${all[@]}" --set samplesPerLength=5 --set batchSize=35 \
+           "${ddim[@]}" --set skipSteps=50) &
+        (s u_ddim10 "$untrained" "${all[@]}" --set samplesPerLength=5 --set batchSize=35 \
+           "${ddim[@]}" --set skipSteps=10) &
+        (s l_ddim10 "$long" "${all[@]}" --set samplesPerLength=15 --set batchSize=15 \
+           "${ddim[@]}" --set skipSteps=10
+         s l_long "$long" --set sampleLengths=512,1024,2048 --set samplesPerLength=1 \
+           --set batchSize=1 "${ddim[@]}" --set skipSteps=10) & ;;
+      ddpm)
+        s b_ddpm "$base" "${few[@]}" --set samplesPerLength=5 --set batchSize=5 &
+        s u_ddpm "$untrained" "${few[@]}" --set samplesPerLength=5 --set batchSize=5 &
+        for temp in 0.4 0.8 1.0; do
+          s "b_t$temp" "$base" "${few[@]}" --set samplesPerLength=2 --set batchSize=8 \
+            --set "temperature=$temp" &
+        done ;;
+    esac
     wait
-    tar czf "$out/samples.tar.gz" "$smp" ;;
+    tar czf "$out/samples_${SETS:-ddim}.tar.gz" "$smp" ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Long-chain benchmarks of the sparse stages on one GPU (issue 5; docs/BENCHMARKS.md).
 #   bash benchmarks/run_long.sh OUT_DIR COMMIT PART
-# PART: train3v2 | train4 | sample | cli   (each fits one 10-minute device call)
+# PART: train3v2 | train4 | rest3v2 | sample | cli   (each fits one 10-minute device call)
 # Training steps: batch 1, each stage's own config, progressive training off (the benchmark sets
 # the length), chains cropped from .bench_data/long_ca.npz and joined (real local geometry,
 # artificial joins) beyond the longest real segment.
@@ -21,6 +21,10 @@ bench() {  # CONFIG NAME LENGTHS MODES [extra args]
 case $part in
   train3v2) bench configs/train_stage3v2.config stage3v2_train 1024,2048,4096,8192,16384,32768,65536 train ;;
   train4) bench configs/train_stage4.config stage4_train 1024,2048,4096,8192,16384,32768,65536,131072 train ;;
+  rest3v2)  # the stage 3 V2 rows a first run left out (shorter warm-up and repeat)
+    bench configs/train_stage3v2.config stage3v2_train_rest 2048,8192,32768,65536 train \
+      --warmup 1 --repeat 2 --timeout-per-length 100
+    bench configs/train_stage3v2.config stage3v2_sample_rest 16384 sample ;;
   sample)
     bench configs/train_stage3v2.config stage3v2_sample 1000,4096,16384 sample
     bench configs/train_stage4.config stage4_sample 1000,4096,16384,65536 sample ;;
