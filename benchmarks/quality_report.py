@@ -1,0 +1,141 @@
+"""Tables and training curves of docs/QUALITY.md from genie-eval outputs and TensorBoard runs.
+
+Usage::
+
+    python benchmarks/quality_report.py --eval LABEL=EVAL_DIR [--eval ...] \
+        [--run NAME=RUN_DIR ...] [--curves docs/quality/training_curves.png] \
+        [--json docs/quality/evaluation.json]
+
+``EVAL_DIR`` is an output folder of ``genie-eval`` (its ``metrics.json``); ``RUN_DIR`` a run folder
+(``logDirectory/name/version_N``) whose event files hold ``train/noise_loss_epoch`` and
+``val/noise_loss``. Prints one markdown table (the reference first, then one row per label) and
+writes the curves and a JSON of the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _row(label: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """The figures of one evaluated set (``overall`` or ``reference`` of metrics.json)."""
+    jsd = summary.get("jsd") or {}
+    diversity = summary.get("diversity") or {}
+    return {
+        "set": label,
+        "chains": summary["num_chains"],
+        "ca_ca_mean": summary["bond_length"]["mean"],
+        "ca_ca_std": summary["bond_length"]["std"],
+        "ca_ca_outside": summary["bond_length"]["fraction_outside"],
+        "clashes_per_residue": summary["clashes"]["per_residue"],
+        "helix": summary["sse"]["helix"],
+        "strand": summary["sse"]["strand"],
+        "coil": summary["sse"]["coil"],
+        "jsd_angle": jsd.get("bond_angle"),
+        "jsd_dihedral": jsd.get("dihedral"),
+        "rg_ratio": summary.get("rg_ratio_to_reference"),
+        "mean_tm": diversity.get("mean_tm"),
+    }
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """A markdown table of evaluation rows."""
+    header = (
+        "| set | chains | Cα–Cα (Å) | outside 3.6-4.0 Å | clashes / residue | helix / strand / coil"
+        " | JSD angle | JSD dihedral | Rg / reference | mean pairwise TM |"
+    )
+    lines = [header, "|" + "---|" * 10]
+    for r in rows:
+        lines.append(
+            f"| {r['set']} | {r['chains']} | {r['ca_ca_mean']:.2f} ± {r['ca_ca_std']:.2f} | "
+            f"{r['ca_ca_outside']:.2f} | {r['clashes_per_residue']:.3f} | "
+            f"{r['helix']:.2f} / {r['strand']:.2f} / {r['coil']:.2f} | "
+            f"{_fmt(r['jsd_angle'], '.3f')} | {_fmt(r['jsd_dihedral'], '.3f')} | "
+            f"{_fmt(r['rg_ratio'], '.2f')} | {_fmt(r['mean_tm'], '.2f')} |"
+        )
+    return "\n".join(lines)
+
+
+def read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """``train/noise_loss_epoch`` and ``val/noise_loss`` of every event file of a run."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    curves: dict[str, list[tuple[int, float]]] = {
+        "train/noise_loss_epoch": [],
+        "val/noise_loss": [],
+    }
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        events = EventAccumulator(str(path), size_guidance={"scalars": 0})
+        events.Reload()
+        for tag, points in curves.items():
+            if tag in events.Tags()["scalars"]:
+                points += [(e.step, e.value) for e in events.Scalars(tag)]
+    return {tag: sorted(points) for tag, points in curves.items()}
+
+
+def plot_curves(runs: dict[str, dict[str, list[tuple[int, float]]]], path: Path) -> None:
+    """One panel: the noise loss of every run against optimiser steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for (name, curves), color in zip(
+        runs.items(), ("tab:blue", "tab:orange", "tab:green"), strict=False
+    ):
+        for tag, style in (("train/noise_loss_epoch", "--"), ("val/noise_loss", "-")):
+            if curves[tag]:
+                steps, values = zip(*curves[tag], strict=True)
+                kind = "train (epoch mean)" if tag.startswith("train") else "validation"
+                ax.plot(steps, values, style, color=color, label=f"{name}: {kind}")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("noise loss (mean squared ε error)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--eval", action="append", default=[], metavar="LABEL=DIR")
+    parser.add_argument("--run", action="append", default=[], metavar="NAME=DIR")
+    parser.add_argument("--curves", type=Path)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    rows, reference = [], None
+    for item in args.eval:
+        label, folder = item.rsplit("=", 1)
+        metrics = json.loads((Path(folder) / "metrics.json").read_text())
+        if reference is None:
+            reference = _row(
+                f"reference ({Path(metrics['reference']['source']).name})", metrics["reference"]
+            )
+        rows.append(_row(label, metrics["overall"]))
+    if rows:
+        print(table([reference, *rows]))
+    if args.run and args.curves:
+        runs = {}
+        for item in args.run:
+            name, folder = item.rsplit("=", 1)
+            runs[name] = read_curves(Path(folder))
+            last = {tag: points[-1] for tag, points in runs[name].items() if points}
+            print(f"{name}: last points {last}")
+        plot_curves(runs, args.curves)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"reference": reference, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
