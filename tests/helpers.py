@@ -116,3 +116,15 @@ def forbid_allocations_at_least(
     that the block did run something."""
     with _AllocationLimit(numel, square) as mode:
         yield mode
+
+
+# Tiny dimensions for the sparse stage configs (train_stage3v2/4.config) in CPU tests.
+SPARSE_TINY = [
+    "singleFeatureDimension=16", "pairFeatureDimension=8", "kNeighbors=6", "pairFactorDim=6",
+    "numPairTransformLayers=2", "numTriangleLayers=2", "triangularMultiplicativeHiddenDimension=6",
+    "triangularAttentionHiddenDimension=4", "triangularAttentionNumHeads=2",
+    "structureEncoderDepth=2", "structureEncoderHeads=2", "ipaHiddenDimension=4",
+    "ipaNumQkPoints=2", "ipaNumVPoints=3", "positionalEmbeddingDimension=8",
+    "timestepEmbeddingDimension=8", "ipaDropout=0", "structureTransitionDropout=0",
+    "triangularDropout=0", "spatialBiasRange=4", "sparseChunkSize=5", "knnChunkSize=7",
+]  # fmt: skip

@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import forbid_allocations_at_least, helix_trace, random_rotation, randomize_
+from helpers import (
+    SPARSE_TINY,
+    forbid_allocations_at_least,
+    helix_trace,
+    random_rotation,
+    randomize_,
+)
 from torch.testing import assert_close
 
 from genie.config import load_config
@@ -14,15 +20,7 @@ from genie.model.knn import knn_graph
 from genie.model.sparse_graph import KnnGraph
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-SMALL = [
-    "singleFeatureDimension=16", "pairFeatureDimension=8", "kNeighbors=6", "pairFactorDim=6",
-    "numPairTransformLayers=2", "numTriangleLayers=2", "triangularMultiplicativeHiddenDimension=6",
-    "triangularAttentionHiddenDimension=4", "triangularAttentionNumHeads=2",
-    "structureEncoderDepth=2", "structureEncoderHeads=2", "ipaHiddenDimension=4",
-    "ipaNumQkPoints=2", "ipaNumVPoints=3", "positionalEmbeddingDimension=8",
-    "timestepEmbeddingDimension=8", "ipaDropout=0", "structureTransitionDropout=0",
-    "triangularDropout=0", "spatialBiasRange=4", "sparseChunkSize=5", "knnChunkSize=7",
-]  # fmt: skip
+SMALL = SPARSE_TINY
 
 
 def stage_model(name: str, *extra: str):
