@@ -324,8 +324,8 @@ class GenieConfig:
     numEpochs: int = option(100, "training epochs", min=1)
     maxTrainingMinutes: float | None = option(
         None,
-        "stop training after this much wall-clock time (minutes, counted over resumes: the "
-        "elapsed time is stored in checkpoints), then save last.ckpt; None = numEpochs only",
+        "stop at the end of the epoch in which this much training time (minutes, counted over "
+        "resumes: checkpoints store it) has passed, then save last.ckpt; None = numEpochs only",
         min=0,
         min_exclusive=True,
     )

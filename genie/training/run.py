@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from genie.config import ConfigError, GenieConfig, config_from_dict, load_config, save_config
@@ -97,8 +97,8 @@ def _run_version(cfg: GenieConfig, resume: Path | None) -> str | int | None:
 
 def build_callbacks(cfg: GenieConfig) -> list[pl.Callback]:
     """The run's callbacks, checkpointing excluded: seeding, throughput, learning rate, skipped
-    fp16 steps (a no-op without a GradScaler), the crop-length curriculum
-    (``useProgressiveTraining``), TensorBoard pictures of sampled backbones
+    fp16 steps (a no-op without a GradScaler), the time budget (``maxTrainingMinutes``), the
+    crop-length curriculum (``useProgressiveTraining``), TensorBoard pictures of sampled backbones
     (``logSamplesEveryEpochs``, :mod:`genie.training.pictures`)."""
     callbacks: list[pl.Callback] = [
         EpochSeedCallback(cfg.seed),
@@ -106,6 +106,11 @@ def build_callbacks(cfg: GenieConfig) -> list[pl.Callback]:
         LearningRateMonitor(logging_interval="step"),
         SkippedStepMonitor(),
     ]
+    if cfg.maxTrainingMinutes is not None:
+        # stop at the end of the epoch in which the budget runs out: a mid-epoch stop would save
+        # a checkpoint that counts the epoch as done, and a resume would skip its rest
+        duration = timedelta(minutes=cfg.maxTrainingMinutes)
+        callbacks.append(Timer(duration=duration, interval="epoch"))
     if cfg.useProgressiveTraining:
         callbacks.append(
             ProgressiveLengthCallback(
@@ -168,9 +173,6 @@ def build_trainer(cfg: GenieConfig, *, resume: Path | None = None, **overrides) 
         devices, num_nodes = layout
     kwargs = dict(
         max_epochs=cfg.numEpochs,
-        max_time=None
-        if cfg.maxTrainingMinutes is None
-        else timedelta(minutes=cfg.maxTrainingMinutes),
         accelerator="gpu" if cfg.accelerator == "cuda" else cfg.accelerator,
         devices=devices,
         num_nodes=num_nodes,
