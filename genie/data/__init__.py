@@ -23,7 +23,7 @@ _EXPORTS = {
     "build_dataset": "preprocess",
     "collect_structure_files": "preprocess",
     "CaDataset": "dataset",
-    "LengthBucketBatchSampler": "dataset",
+    "LengthBucketBatchSampler": "sampler",
     "collate_ca_batch": "dataset",
     "split_train_val": "dataset",
     "CaDataModule": "datamodule",
@@ -51,12 +51,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from genie.data.datamodule import CaDataModule
-    from genie.data.dataset import (
-        CaDataset,
-        LengthBucketBatchSampler,
-        collate_ca_batch,
-        split_train_val,
-    )
+    from genie.data.dataset import CaDataset, collate_ca_batch, split_train_val
     from genie.data.dataset_file import (
         FORMAT_VERSION,
         CaDatasetArrays,
@@ -65,6 +60,7 @@ if TYPE_CHECKING:
         save_dataset_file,
     )
     from genie.data.preprocess import BuildSummary, build_dataset, collect_structure_files
+    from genie.data.sampler import LengthBucketBatchSampler
     from genie.data.structure_io import (
         CaSegment,
         StructureReadError,

@@ -23,14 +23,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from genie.data.clusters import cluster_sequences
-from genie.data.dataset import (
-    CaDataset,
-    LengthBucketBatchSampler,
-    collate_ca_batch,
-    split_train_val,
-)
+from genie.data.dataset import CaDataset, collate_ca_batch, split_train_val
 from genie.data.dataset_file import CaDatasetArrays, default_dataset_path, load_dataset_file
 from genie.data.preprocess import build_dataset
+from genie.data.sampler import LengthBucketBatchSampler
 
 
 class CaDataModule(pl.LightningDataModule):

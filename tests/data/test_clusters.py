@@ -12,8 +12,9 @@ from genie.data.clusters import (
     one_per_cluster,
 )
 from genie.data.datamodule import CaDataModule
-from genie.data.dataset import CaDataset, LengthBucketBatchSampler
+from genie.data.dataset import CaDataset
 from genie.data.dataset_file import CaDatasetArrays, save_dataset_file
+from genie.data.sampler import LengthBucketBatchSampler
 
 AMINO = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
 

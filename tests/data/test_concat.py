@@ -20,13 +20,14 @@ from genie.data.concat import (
     random_rotations,
 )
 from genie.data.datamodule import CaDataModule
-from genie.data.dataset import CaDataset, LengthBucketBatchSampler, collate_ca_batch
+from genie.data.dataset import CaDataset, collate_ca_batch
 from genie.data.dataset_file import (
     CaDatasetArrays,
     arrays_from_segments,
     default_dataset_path,
     load_dataset_file,
 )
+from genie.data.sampler import LengthBucketBatchSampler
 from genie.data.structure_io import CaSegment
 
 

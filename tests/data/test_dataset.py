@@ -6,13 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from genie.data.dataset import (
-    CaDataset,
-    LengthBucketBatchSampler,
-    collate_ca_batch,
-    split_train_val,
-)
+from genie.data.dataset import CaDataset, collate_ca_batch, split_train_val
 from genie.data.dataset_file import CaDatasetArrays, arrays_from_segments
+from genie.data.sampler import LengthBucketBatchSampler
 from genie.data.structure_io import CaSegment
 
 
