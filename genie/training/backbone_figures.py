@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from genie.eval.optional import import_optional
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 CONTACT_DISTANCE = 8.0  # Å: Cα pairs closer than this are in contact
 PANEL_COLUMNS = 4  # backbones per row of a figure
@@ -31,7 +36,9 @@ def contact_map(coords: np.ndarray, *, threshold: float = CONTACT_DISTANCE) -> n
     return distance_map(coords) < threshold
 
 
-def _panels(count: int, *, size: float = 3.0, projection: str | None = None):
+def _panels(
+    count: int, *, size: float = 3.0, projection: str | None = None
+) -> tuple[Figure, list[Axes]]:
     """A figure with ``count`` panels, at most :data:`PANEL_COLUMNS` per row."""
     figure_module = import_optional("matplotlib.figure", package="matplotlib", purpose="plots")
     columns = min(count, PANEL_COLUMNS)
@@ -41,7 +48,9 @@ def _panels(count: int, *, size: float = 3.0, projection: str | None = None):
     return figure, axes
 
 
-def contact_map_figure(traces: Sequence[np.ndarray], *, threshold: float = CONTACT_DISTANCE):
+def contact_map_figure(
+    traces: Sequence[np.ndarray], *, threshold: float = CONTACT_DISTANCE
+) -> Figure:
     """One panel per backbone ``[n_i, 3]`` (Å): its contact map (black = contact); the title
     counts the pairs with ``|i − j| ≥ 3``."""
     figure, axes = _panels(len(traces))
@@ -54,7 +63,7 @@ def contact_map_figure(traces: Sequence[np.ndarray], *, threshold: float = CONTA
     return figure
 
 
-def distance_map_figure(traces: Sequence[np.ndarray], *, max_distance: float = 40.0):
+def distance_map_figure(traces: Sequence[np.ndarray], *, max_distance: float = 40.0) -> Figure:
     """One panel per backbone ``[n_i, 3]`` (Å): its Cα distance map, colours up to
     ``max_distance`` Å."""
     figure, axes = _panels(len(traces))
@@ -68,7 +77,7 @@ def distance_map_figure(traces: Sequence[np.ndarray], *, max_distance: float = 4
     return figure
 
 
-def trace_figure(traces: Sequence[np.ndarray]):
+def trace_figure(traces: Sequence[np.ndarray]) -> Figure:
     """One 3-D panel per backbone ``[n_i, 3]`` (Å): the Cα trace coloured N (purple) → C
     (yellow), equal axis scales."""
     art3d = import_optional("mpl_toolkits.mplot3d.art3d", package="matplotlib", purpose="plots")
