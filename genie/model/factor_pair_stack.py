@@ -84,18 +84,10 @@ class FactorPairStack(nn.Module):
     ):
         super().__init__()
         self.checkpointing = checkpointing or LayerCheckpointing()
-        n_triangle = min(n_triangle_layers, n_layers) if triangle_mul or triangle_att else 0
-
-        def make_layer(i: int) -> FactorPairLayer:
-            return FactorPairLayer(
-                triangle_mul=triangle_mul and i < n_triangle,
-                triangle_att=triangle_att and i < n_triangle,
-                **layer_kwargs,
-            )
-
-        self.layers = sharing.layers(
-            make_layer, n_layers, segments=(n_triangle, n_layers - n_triangle)
-        )
+        self.layers = sharing.triangle_layers(
+            FactorPairLayer, n_layers=n_layers, n_triangle_layers=n_triangle_layers,
+            triangle_mul=triangle_mul, triangle_att=triangle_att, **layer_kwargs,
+        )  # fmt: skip
 
     def forward(
         self, pair: PairFactors, mask: torch.Tensor, *, chunk_size: int | None = None

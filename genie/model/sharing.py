@@ -137,5 +137,30 @@ class LayerSharing:
             make_layer, n_layers, strategy=self.strategy, ratio=self.ratio, segments=segments
         )
 
+    def triangle_layers(
+        self,
+        layer_type: Callable[..., nn.Module],
+        *,
+        n_layers: int,
+        n_triangle_layers: int,
+        triangle_mul: bool,
+        triangle_att: bool,
+        **layer_kwargs,
+    ) -> nn.ModuleList | SharedLayers:
+        """A pair stack's layers: the first ``n_triangle_layers`` (at most ``n_layers``) built with
+        the triangle operations asked for, the rest without; weights are shared within each of
+        the two segments only, since their layers differ."""
+        n_triangle = min(n_triangle_layers, n_layers) if triangle_mul or triangle_att else 0
+
+        def make_layer(i: int) -> nn.Module:
+            with_triangles = i < n_triangle
+            return layer_type(
+                triangle_mul=triangle_mul and with_triangles,
+                triangle_att=triangle_att and with_triangles,
+                **layer_kwargs,
+            )
+
+        return self.layers(make_layer, n_layers, segments=(n_triangle, n_layers - n_triangle))
+
 
 NO_SHARING = LayerSharing()

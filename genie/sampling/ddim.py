@@ -27,8 +27,7 @@ import torch
 from torch import nn
 
 from genie.diffusion.schedule import DiffusionSchedule
-from genie.sampling.chains import ChainBatch
-from genie.sampling.reverse import reverse_process
+from genie.sampling.reverse import sample_backbones
 
 
 def ddim_timesteps(num_timesteps: int, stride: int) -> list[int]:
@@ -135,11 +134,7 @@ def ddim_sample(
         kept trajectory frames.
     """
     sampler = DDIMSampler(schedule=schedule, stride=stride, eta=eta, temperature=temperature)
-    out = reverse_process(
-        model,
-        sampler,
-        ChainBatch(lengths=lengths, seeds=seeds, device=device),
-        on_step=on_step,
-        trajectory_every=trajectory_every,
-    )
-    return out.coords, out.trajectories
+    return sample_backbones(
+        model, sampler, lengths, seeds,
+        device=device, on_step=on_step, trajectory_every=trajectory_every,
+    )  # fmt: skip

@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from genie.diffusion.schedule import DiffusionSchedule
-from genie.sampling.chains import ChainBatch
-from genie.sampling.reverse import reverse_process
+from genie.sampling.reverse import sample_backbones
 
 
 class DDPMSampler:
@@ -88,11 +87,8 @@ def ddpm_sample(
         the final coordinates (one ``[n_i, 3]`` CPU tensor per chain, Å) and, per chain, the
         kept trajectory frames.
     """
-    out = reverse_process(
-        model,
-        DDPMSampler(schedule=schedule, temperature=temperature),
-        ChainBatch(lengths=lengths, seeds=seeds, device=device),
-        on_step=on_step,
-        trajectory_every=trajectory_every,
-    )
-    return out.coords, out.trajectories
+    sampler = DDPMSampler(schedule=schedule, temperature=temperature)
+    return sample_backbones(
+        model, sampler, lengths, seeds,
+        device=device, on_step=on_step, trajectory_every=trajectory_every,
+    )  # fmt: skip

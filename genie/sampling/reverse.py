@@ -135,3 +135,29 @@ def reverse_process(
         if on_step is not None:
             on_step(done)
     return Samples(chains.split(x), trajectories, frame_timesteps)
+
+
+def sample_backbones(
+    model: nn.Module | Callable[..., torch.Tensor],
+    sampler: ReverseSampler,
+    lengths: Sequence[int],
+    seeds: Sequence[int],
+    *,
+    device: torch.device | str = "cpu",
+    on_step: Callable[[int], None] | None = None,
+    trajectory_every: int = 0,
+) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+    """One backbone per (length, seed) with ``sampler``: :func:`reverse_process` on one batch.
+
+    Returns:
+        the final coordinates (one ``[n_i, 3]`` CPU tensor per chain, Å) and, per chain, the
+        kept trajectory frames (every ``trajectory_every``-th step; none for 0).
+    """
+    out = reverse_process(
+        model,
+        sampler,
+        ChainBatch(lengths=lengths, seeds=seeds, device=device),
+        on_step=on_step,
+        trajectory_every=trajectory_every,
+    )
+    return out.coords, out.trajectories
