@@ -128,3 +128,47 @@ SPARSE_TINY = [
     "timestepEmbeddingDimension=8", "ipaDropout=0", "structureTransitionDropout=0",
     "triangularDropout=0", "spatialBiasRange=4", "sparseChunkSize=5", "knnChunkSize=7",
 ]  # fmt: skip
+
+
+def denoiser_batch(n: int = 12, b: int = 2, seed: int = 0, *, pad_last: int = 0):
+    """``x [b, n, 3]`` float64 helices (Å), ``t [b]`` in 1..999 and ``mask [b, n]``; the last
+    ``pad_last`` residues of the last chain are padding."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.stack([helix_trace(n, generator=gen) for _ in range(b)]).double() * 1.5
+    t = torch.randint(1, 1000, (b,), generator=gen)
+    mask = torch.ones(b, n, dtype=torch.float64)
+    if pad_last:
+        mask[-1, n - pad_last :] = 0
+    return x, t, mask
+
+
+def assert_rotates_with_input(model, x, t, mask, *, seed: int = 5) -> torch.Tensor:
+    """SE(3) equivariance of a denoiser: ε̂ of the rotated, shifted input is ε̂ rotated (the
+    shift is ignored). Returns ε̂ of ``x``, checked not to be trivially zero."""
+    from torch.testing import assert_close
+
+    gen = torch.Generator().manual_seed(seed)
+    q = random_rotation(gen, x.dtype)
+    shift = torch.randn(3, generator=gen, dtype=x.dtype) * 20
+    with torch.no_grad():
+        eps = model(x, t, mask)
+        moved = model(x @ q.T + shift, t, mask)
+    assert eps.abs().max() > 1e-3  # not trivially zero
+    assert_close(moved, eps @ q.T)
+    return eps
+
+
+class PointOracle(torch.nn.Module):
+    """ε̂ = (x_t − √ᾱ_t x0) / √(1 − ᾱ_t): the exact noise for data concentrated at x0."""
+
+    def __init__(self, schedule, targets: dict[int, torch.Tensor]):
+        """``schedule``: a DiffusionSchedule; ``targets``: chain length -> x0 ``[n, 3]``."""
+        super().__init__()
+        self.schedule, self.targets = schedule, targets
+
+    def forward(self, x, t, mask):
+        x0 = torch.zeros_like(x)
+        for i, n in enumerate(mask.sum(-1).long().tolist()):
+            x0[i, :n] = self.targets[n]
+        ab = self.schedule.alpha_bar[t][:, None, None]
+        return (x - ab.sqrt() * x0) / (1 - ab).sqrt() * mask[..., None]

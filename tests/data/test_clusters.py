@@ -125,18 +125,16 @@ def test_datamodule_splits_by_cluster_and_balances(tmp_path):
             family.append(f)
     family = np.array(family)
     path = save_dataset_file(tmp_path / "families.npz", _arrays(sequences))
-    module = CaDataModule(
-        sources=[str(path)],
-        cache_dir=tmp_path,
-        min_length=40,
-        max_length=64,
-        batch_size=2,
-        val_fraction=0.2,
-        seed=0,
-        num_workers=0,
-        cluster_sampling=True,
-    )
-    module.setup("fit")
+
+    def data_module(**clusters) -> CaDataModule:
+        module = CaDataModule(
+            sources=[str(path)], cache_dir=tmp_path, min_length=40, max_length=64, batch_size=2,
+            val_fraction=0.2, seed=0, num_workers=0, **clusters,
+        )  # fmt: skip
+        module.setup("fit")
+        return module
+
+    module = data_module(cluster_sampling=True)
     train_fams = set(family[module.train_dataset.indices])
     val_fams = set(family[module.val_dataset.indices])
     assert not train_fams & val_fams  # no family straddles the split
@@ -144,16 +142,6 @@ def test_datamodule_splits_by_cluster_and_balances(tmp_path):
     names = [name for batch in module.train_dataloader() for name in batch["names"]]
     picked = family[[int(name[1:]) for name in names]]
     assert sorted(picked.tolist()) == sorted(train_fams)  # exactly one segment per cluster
-    plain = CaDataModule(
-        sources=[str(path)],
-        cache_dir=tmp_path,
-        min_length=40,
-        max_length=64,
-        batch_size=2,
-        val_fraction=0.2,
-        seed=0,
-        num_workers=0,
-    )
-    plain.setup("fit")
+    plain = data_module()
     assert plain.num_train_clusters is None
     assert sum(len(b["names"]) for b in plain.train_dataloader()) == plain.num_train

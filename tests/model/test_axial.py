@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_MODEL, helix_trace, random_rotation, randomize_
+from helpers import TINY_MODEL, assert_rotates_with_input, denoiser_batch, randomize_
 from torch.testing import assert_close
 
 from genie.config import load_config
@@ -153,12 +153,7 @@ def baseline_model(*extra: str):
 
 
 def batch(n=12, b=2, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.stack([helix_trace(n, generator=gen) for _ in range(b)]).double() * 1.5
-    t = torch.randint(1, 1000, (b,), generator=gen)
-    mask = torch.ones(b, n, dtype=torch.float64)
-    mask[1, n - 2 :] = 0
-    return x, t, mask
+    return denoiser_batch(n, b, seed, pad_last=2)
 
 
 def test_config_builds_dense_axial_attention():
@@ -203,13 +198,5 @@ def test_dense_axial_model_is_se3_equivariant(extra):
     model = randomize_(build_denoiser(cfg), scale=0.2, seed=9).double().eval()
     pairs = []
     model.pair_encoder.stack.register_forward_hook(lambda _m, _a, out: pairs.append(out))
-    x, t, mask = batch(seed=2)
-    gen = torch.Generator().manual_seed(5)
-    q = random_rotation(gen, torch.float64)
-    shift = torch.randn(3, generator=gen, dtype=torch.float64) * 20
-    with torch.no_grad():
-        eps = model(x, t, mask)
-        eps_moved = model(x @ q.T + shift, t, mask)
-    assert eps.abs().max() > 1e-3  # not trivially zero
-    assert_close(eps_moved, eps @ q.T)  # ε̂ rotates with the input, ignores the shift
+    assert_rotates_with_input(model, *batch(seed=2))
     assert_close(pairs[1], pairs[0])  # the pair representation is invariant

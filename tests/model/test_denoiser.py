@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import TINY_MODEL, helix_trace, random_rotation, randomize_
+from helpers import TINY_MODEL, assert_rotates_with_input, denoiser_batch, randomize_
 from torch.testing import assert_close
 
 from genie.config import load_config
@@ -19,11 +19,7 @@ def tiny_model(*extra: str, seed: int = 0):
     return randomize_(model, scale=0.2, seed=seed).double().eval()
 
 
-def batch(n=12, b=2, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.stack([helix_trace(n, generator=gen) for _ in range(b)]).double() * 1.5
-    t = torch.randint(1, 1000, (b,), generator=gen)
-    return x, t, torch.ones(b, n, dtype=torch.float64)
+batch = denoiser_batch
 
 
 def test_genie_default_parameter_count():
@@ -35,16 +31,7 @@ def test_genie_default_parameter_count():
 
 @pytest.mark.parametrize("extra", [[], ["includeTriangularAttention=True", "templateType=v1"]])
 def test_prediction_rotates_with_input(extra):
-    model = tiny_model(*extra)
-    x, t, mask = batch()
-    gen = torch.Generator().manual_seed(5)
-    q = random_rotation(gen, torch.float64)
-    shift = torch.randn(3, generator=gen, dtype=torch.float64) * 20
-    with torch.no_grad():
-        eps = model(x, t, mask)
-        eps_moved = model(x @ q.T + shift, t, mask)
-    assert eps.abs().max() > 1e-3  # not trivially zero
-    assert_close(eps_moved, eps @ q.T)
+    assert_rotates_with_input(tiny_model(*extra), *batch())
 
 
 def test_padding_changes_nothing():

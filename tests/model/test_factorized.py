@@ -8,6 +8,8 @@ import pytest
 import torch
 from helpers import (
     TINY_MODEL,
+    assert_rotates_with_input,
+    denoiser_batch,
     forbid_allocations_at_least,
     helix_trace,
     random_rotation,
@@ -198,10 +200,4 @@ def test_stage3_config_model_is_se3_equivariant():
              "ipaDropout=0", "structureTransitionDropout=0"]  # fmt: skip
     model = build_denoiser(load_config(repo / "configs" / "train_stage3.config", small))
     model = randomize_(model, scale=0.2, seed=7).double().eval()
-    gen = torch.Generator().manual_seed(8)
-    x = helix_trace(14, generator=gen)[None].double() * 1.5
-    t, mask = torch.tensor([400]), torch.ones(1, 14, dtype=torch.float64)
-    q = random_rotation(gen, torch.float64)
-    with torch.no_grad():
-        eps = model(x, t, mask)
-        assert_close(model(x @ q.T + 7.0, t, mask), eps @ q.T)
+    assert_rotates_with_input(model, *denoiser_batch(14, 1, seed=8))

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from helpers import helix_trace
+from helpers import PointOracle, helix_trace
 from torch import nn
 from torch.testing import assert_close
 
@@ -52,21 +52,6 @@ def test_deterministic_ddim_matches_the_gaussian_closed_form(stride):
     visited = list(range(T, 0, -max(stride, 1)))  # T, T − s, ... ≥ 1
     expected = gaussian_ddim_closed_form(x_T, mu, s, sched.alpha_bar, visited)
     assert_close(coords[0].double(), expected, atol=2e-4, rtol=1e-4)
-
-
-class PointOracle(nn.Module):
-    """ε̂ = (x_t − √ᾱ_t x0) / √(1 − ᾱ_t): the exact noise for data concentrated at x0."""
-
-    def __init__(self, schedule: DiffusionSchedule, targets: dict[int, torch.Tensor]):
-        super().__init__()
-        self.schedule, self.targets = schedule, targets
-
-    def forward(self, x, t, mask):
-        x0 = torch.zeros_like(x)
-        for i, n in enumerate(mask.sum(-1).long().tolist()):
-            x0[i, :n] = self.targets[n]
-        ab = self.schedule.alpha_bar[t][:, None, None]
-        return (x - ab.sqrt() * x0) / (1 - ab).sqrt() * mask[..., None]
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])

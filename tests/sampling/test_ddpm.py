@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from helpers import helix_trace
+from helpers import PointOracle, helix_trace
 from torch import nn
 from torch.testing import assert_close
 
@@ -11,25 +11,10 @@ from genie.diffusion import DiffusionSchedule
 from genie.sampling.ddpm import ddpm_sample
 
 
-class Oracle(nn.Module):
-    """ε̂(x_t, t) = (x_t − √ᾱ_t x0) / √(1 − ᾱ_t): the exact noise for data concentrated at x0."""
-
-    def __init__(self, schedule: DiffusionSchedule, targets: dict[int, torch.Tensor]):
-        super().__init__()
-        self.schedule, self.targets = schedule, targets
-
-    def forward(self, x, t, mask):
-        x0 = torch.zeros_like(x)
-        for i, n in enumerate(mask.sum(-1).long().tolist()):
-            x0[i, :n] = self.targets[n]
-        ab = self.schedule.alpha_bar[t][:, None, None]
-        return (x - ab.sqrt() * x0) / (1 - ab).sqrt() * mask[..., None]
-
-
 def test_oracle_sampling_recovers_the_target_for_mixed_lengths():
     sched = DiffusionSchedule(num_timesteps=200)
     targets = {n: helix_trace(n, generator=torch.Generator().manual_seed(n)) for n in (7, 12)}
-    coords, _ = ddpm_sample(Oracle(sched, targets), sched, [12, 7], [1, 2], temperature=0.6)
+    coords, _ = ddpm_sample(PointOracle(sched, targets), sched, [12, 7], [1, 2], temperature=0.6)
     assert [c.shape for c in coords] == [(12, 3), (7, 3)]
     assert_close(coords[0], targets[12], atol=1e-3, rtol=0)
     assert_close(coords[1], targets[7], atol=1e-3, rtol=0)
