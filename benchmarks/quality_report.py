@@ -3,12 +3,14 @@
 Usage::
 
     python benchmarks/quality_report.py --eval LABEL=EVAL_DIR [--eval ...] \
-        [--run NAME=RUN_DIR ...] [--curves docs/quality/training_curves.png] \
+        [--run NAME=RUN_DIR[,RUN_DIR ...] ...] [--curves docs/quality/training_curves.png] \
         [--json docs/quality/evaluation.json]
 
 ``EVAL_DIR`` is an output folder of ``genie-eval`` (its ``metrics.json``); ``RUN_DIR`` a run folder
 (``logDirectory/name/version_N``) whose event files hold ``train/noise_loss_epoch`` and
-``val/noise_loss``. Prints one markdown table (the reference first, then one row per label) and
+``val/noise_loss``; several comma-separated run folders are one training run in parts (a run
+started with ``--init-weights`` from the previous part's last checkpoint): each part's steps
+continue from the previous part's last step, and the plot marks the joins. Prints one markdown table (the reference first, then one row per label) and
 writes the curves and a JSON of the rows.
 """
 
@@ -80,8 +82,31 @@ def read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: sorted(points) for tag, points in curves.items()}
 
 
-def plot_curves(runs: dict[str, dict[str, list[tuple[int, float]]]], path: Path) -> None:
-    """One panel: the noise loss of every run against optimiser steps."""
+def chain_curves(
+    parts: list[dict[str, list[tuple[int, float]]]],
+) -> tuple[dict[str, list[tuple[int, float]]], list[int]]:
+    """The curves of a run trained in parts, each part's steps shifted to follow the previous
+    part's last step (its step counter restarted at 0); also returns the join steps."""
+    chained: dict[str, list[tuple[int, float]]] = {tag: [] for tag in parts[0]}
+    offset, joins = 0, []
+    for i, part in enumerate(parts):
+        if i:
+            joins.append(offset)
+        last = 0
+        for tag, points in part.items():
+            chained[tag] += [(step + offset, value) for step, value in points]
+            last = max([last, *(step for step, _ in points)])
+        offset += last
+    return chained, joins
+
+
+def plot_curves(
+    runs: dict[str, dict[str, list[tuple[int, float]]]],
+    path: Path,
+    joins: dict[str, list[int]] | None = None,
+) -> None:
+    """One panel: the noise loss of every run against optimiser steps; ``joins``: per run, the
+    steps where a new part began (dotted vertical lines)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,6 +121,8 @@ def plot_curves(runs: dict[str, dict[str, list[tuple[int, float]]]], path: Path)
                 steps, values = zip(*curves[tag], strict=True)
                 kind = "train (epoch mean)" if tag.startswith("train") else "validation"
                 ax.plot(steps, values, style, color=color, label=f"{name}: {kind}")
+        for step in (joins or {}).get(name, []):
+            ax.axvline(step, color=color, linestyle=":", linewidth=1)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("noise loss (mean squared ε error)")
     ax.grid(alpha=0.3)
@@ -125,13 +152,14 @@ def main() -> None:
     if rows:
         print(table([reference, *rows]))
     if args.run and args.curves:
-        runs = {}
+        runs, joins = {}, {}
         for item in args.run:
-            name, folder = item.rsplit("=", 1)
-            runs[name] = read_curves(Path(folder))
+            name, folders = item.rsplit("=", 1)
+            parts = [read_curves(Path(folder)) for folder in folders.split(",")]
+            runs[name], joins[name] = chain_curves(parts)
             last = {tag: points[-1] for tag, points in runs[name].items() if points}
-            print(f"{name}: last points {last}")
-        plot_curves(runs, args.curves)
+            print(f"{name}: last points {last}, parts joined at steps {joins[name]}")
+        plot_curves(runs, args.curves, joins)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"reference": reference, "rows": rows}, indent=1))

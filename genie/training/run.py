@@ -5,7 +5,9 @@ Shared by ``train/train_long.py`` and ``train/train_ultralong.py``. The run fold
 config after overrides) and ``checkpoints/`` (``last.ckpt`` and the best by validation loss).
 Resuming a checkpoint continues in its own run folder, with optimiser, schedule and epoch/step
 restored; random streams are reseeded from (seed, epoch, rank) every epoch, so a resumed run
-draws exactly what the uninterrupted run would have.
+draws exactly what the uninterrupted run would have. ``--init-weights CKPT`` instead starts a new
+run from a checkpoint's model weights alone (fresh optimiser, warm-up and epoch count): for
+fine-tuning, or to go on from a checkpoint that holds weights only.
 
 Launchers: ``python train/...`` trains on ``devices`` GPUs of this machine (Lightning starts the
 extra processes itself); under ``torchrun`` every process is already started, and the trainer takes
@@ -190,10 +192,59 @@ def build_trainer(cfg: GenieConfig, *, resume: Path | None = None, **overrides) 
     return pl.Trainer(**kwargs)
 
 
+def load_initial_weights(module: GenieModule, path: Path) -> None:
+    """Copy the model weights of checkpoint ``path`` into ``module`` (``--init-weights``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ConfigError: the checkpoint's model differs from the config's (names the first
+            missing, unexpected or mis-shaped parameters).
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"--init-weights: checkpoint not found: {path}")
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    if "state_dict" not in stored:
+        raise ConfigError(f"--init-weights: {path} holds no model weights (no state_dict)")
+    own = module.state_dict()
+    weights = stored["state_dict"]
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    shapes = [
+        f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in weights and weights[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        parts = [
+            f"{what}: {', '.join(names[:3])}{' …' if len(names) > 3 else ''}"
+            for what, names in (
+                ("missing", missing), ("unexpected", unexpected), ("shape (stored vs config)", shapes)
+            )
+            if names
+        ]  # fmt: skip
+        raise ConfigError(
+            f"--init-weights: the model in {path} does not match the config's model "
+            f"({'; '.join(parts)}); use the model keys the checkpoint was trained with"
+        )
+    module.load_state_dict(weights)
+
+
 def train(
-    cfg: GenieConfig, *, resume: str | Path | None = None, **trainer_overrides
+    cfg: GenieConfig,
+    *,
+    resume: str | Path | None = None,
+    init_weights: str | Path | None = None,
+    **trainer_overrides,
 ) -> tuple[pl.Trainer, GenieModule]:
-    """Train ``cfg`` (optionally resuming a checkpoint); returns the trainer and the module."""
+    """Train ``cfg``; returns the trainer and the module.
+
+    Args:
+        resume: a checkpoint to continue exactly (weights, optimiser, schedule, epoch, step).
+        init_weights: a checkpoint whose model weights start a new run (optimiser, schedule and
+            counters start afresh); not together with ``resume``.
+    """
+    if resume and init_weights:
+        raise ConfigError("--resume and --init-weights exclude each other: give one")
     resume = Path(resume) if resume else None
     if resume is not None and not resume.is_file():
         raise FileNotFoundError(f"--resume: checkpoint not found: {resume}")
@@ -201,6 +252,9 @@ def train(
     apply_runtime_settings(cfg)
     datamodule = build_datamodule(cfg)
     module = GenieModule(cfg)
+    if init_weights:
+        load_initial_weights(module, Path(init_weights))
+        print(f"[genie] model weights from {init_weights} (new optimiser, schedule and counters)")
     print(f"[genie] model: {module.model.num_parameters():,} parameters")
     trainer = build_trainer(cfg, resume=resume, **trainer_overrides)
     if trainer.is_global_zero:
@@ -227,6 +281,13 @@ def parse_args(argv: Sequence[str] | None, *, description: str) -> argparse.Name
         default=None,
         metavar="CKPT",
         help="continue from a checkpoint (model, optimiser, schedule, epoch)",
+    )
+    parser.add_argument(
+        "--init-weights",
+        default=None,
+        metavar="CKPT",
+        help="start a new run from a checkpoint's model weights (fresh optimiser, schedule and "
+        "epoch count; fine-tuning, or a checkpoint that holds weights only)",
     )
     return parser.parse_args(argv)
 
@@ -280,7 +341,7 @@ def main(
                     "--resume: the checkpoint was trained with a different config; "
                     "continuing with the one given now"
                 )
-        train(cfg, resume=args.resume)
+        train(cfg, resume=args.resume, init_weights=args.init_weights)
     except (ConfigError, FileNotFoundError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

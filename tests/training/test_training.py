@@ -6,11 +6,12 @@ import math
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from helpers import tiny_train_config
 from torch.testing import assert_close
 
-from genie.config import GenieConfig, config_from_dict, load_config
+from genie.config import ConfigError, GenieConfig, config_from_dict, load_config
 from genie.training.module import GenieModule, load_module
 from genie.training.run import build_datamodule, main, train
 
@@ -120,3 +121,37 @@ def test_time_budget_stops_at_an_epoch_end_and_resumes_exactly(tmp_path):
         straight.state_dict().items(), resumed.state_dict().items(), strict=True
     ):
         assert_close(a, b, msg=f"parameter {name} differs after a time-budget stop and resume")
+
+
+class _WeightsAtStart(pl.Callback):
+    """Records the weights and global step with which training starts."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.step = trainer.global_step
+        self.weights = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+
+def test_init_weights_starts_a_new_run_from_the_weights(tmp_path):
+    trainer, _ = train(tiny_config(tmp_path / "a", "numEpochs=1"), **QUIET)
+    last = Path(trainer.logger.log_dir) / "checkpoints" / "last.ckpt"
+    stored = torch.load(last, weights_only=True)["state_dict"]
+
+    cfg = tiny_config(tmp_path / "b", "numEpochs=1")
+    fresh = GenieModule(cfg).state_dict()  # what the run would start from without the option
+    assert any(not torch.equal(fresh[k], v) for k, v in stored.items())
+    start = _WeightsAtStart()
+    trainer, _ = train(cfg, init_weights=last, callbacks=[start], **QUIET)
+    assert start.step == 0  # new counters, new run folder
+    assert Path(trainer.logger.log_dir).is_relative_to(tmp_path / "b")
+    for name, value in stored.items():
+        assert_close(start.weights[name], value, msg=f"{name} not taken from the checkpoint")
+
+
+def test_init_weights_rejects_another_model_and_resume(tmp_path):
+    trainer, _ = train(tiny_config(tmp_path / "a", "numEpochs=1"), **QUIET)
+    last = Path(trainer.logger.log_dir) / "checkpoints" / "last.ckpt"
+    wider = tiny_config(tmp_path / "b", "singleFeatureDimension=24")
+    with pytest.raises(ConfigError, match=r"does not match the config's model .*shape"):
+        train(wider, init_weights=last, **QUIET)
+    with pytest.raises(ConfigError, match="exclude each other"):
+        train(tiny_config(tmp_path / "c"), init_weights=last, resume=last, **QUIET)
