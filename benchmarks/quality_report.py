@@ -10,7 +10,8 @@ Usage::
 (``logDirectory/name/version_N``) whose event files hold ``train/noise_loss_epoch`` and
 ``val/noise_loss``; several comma-separated run folders are one training run in parts (a run
 started with ``--init-weights`` from the previous part's last checkpoint): each part's steps
-continue from the previous part's last step, and the plot marks the joins. Prints one markdown table (the reference first, then one row per label) and
+continue from the previous part's last step, and the plot marks the joins. Prints one markdown
+table (the reference first, then one row per label) and
 writes the curves and a JSON of the rows.
 """
 

@@ -218,10 +218,12 @@ def load_initial_weights(module: GenieModule, path: Path) -> None:
         parts = [
             f"{what}: {', '.join(names[:3])}{' …' if len(names) > 3 else ''}"
             for what, names in (
-                ("missing", missing), ("unexpected", unexpected), ("shape (stored vs config)", shapes)
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shape (stored vs config)", shapes),
             )
             if names
-        ]  # fmt: skip
+        ]
         raise ConfigError(
             f"--init-weights: the model in {path} does not match the config's model "
             f"({'; '.join(parts)}); use the model keys the checkpoint was trained with"
