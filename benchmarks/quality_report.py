@@ -122,8 +122,9 @@ def plot_curves(
                 steps, values = zip(*curves[tag], strict=True)
                 kind = "train (epoch mean)" if tag.startswith("train") else "validation"
                 ax.plot(steps, values, style, color=color, label=f"{name}: {kind}")
-        for step in (joins or {}).get(name, []):
-            ax.axvline(step, color=color, linestyle=":", linewidth=1)
+        for i, step in enumerate((joins or {}).get(name, [])):
+            label = None if i else f"{name}: next part (fresh optimiser)"
+            ax.axvline(step, color=color, linestyle=":", linewidth=1, label=label)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("noise loss (mean squared ε error)")
     ax.grid(alpha=0.3)

@@ -85,19 +85,23 @@ case $part in
     # lane 2: the long-chain model (its sparse steps leave the GPU idle between kernels)
     (s l_ddpm "$long" "${all[@]}" --set samplesPerLength=15 --set batchSize=15
      s l_long_ddpm "$long" --set sampleLengths=512,1024,2048 --set samplesPerLength=1 \
-       --set batchSize=1
-     s l_ddim10 "$long" "${five[@]}" "${ddim[@]}" --set skipSteps=10
-     s l_long_ddim10 "$long" --set sampleLengths=512,1024,2048 --set samplesPerLength=1 \
-       --set batchSize=1 "${ddim[@]}" --set skipSteps=10) &
+       --set batchSize=1) &
     # lane 3: the untrained control, the temperature sweep (γ 0.6 is b_ddpm), DDIM strides and η
     (s u_ddpm "$untrained" "${five[@]}"
      for temp in 0.8 1.0 0.4; do
        s "b_t$temp" "$base" --set sampleLengths=64,128,192 --set samplesPerLength=5 \
          --set batchSize=5 --set "temperature=$temp"
      done
-     for eta_stride in 1:10 0:10 1:5 0:50 1:2 0:2; do
+     for eta_stride in 1:10 0:10 1:5 0:50 0:5; do
        s "b_ddim${eta_stride#*:}_eta${eta_stride%:*}" "$base" "${five[@]}" "${ddim[@]}" \
          --set "ddimEta=${eta_stride%:*}" --set "skipSteps=${eta_stride#*:}"
+     done
+     s l_ddim10 "$long" "${five[@]}" "${ddim[@]}" --set skipSteps=10
+     s l_long_ddim10 "$long" --set sampleLengths=512,1024,2048 --set samplesPerLength=1 \
+       --set batchSize=1 "${ddim[@]}" --set skipSteps=10
+     for eta in 1 0; do
+       s "b_ddim2_eta$eta" "$base" "${five[@]}" "${ddim[@]}" --set "ddimEta=$eta" \
+         --set skipSteps=2
      done) &
     wait
     tar czf "$out/samples.tar.gz" -C "$(dirname "$smp")" "$(basename "$smp")" ;;
