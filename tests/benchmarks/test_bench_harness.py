@@ -1,4 +1,4 @@
-"""CPU tests of the benchmark harness: input chains, the per-length child runner, the report."""
+"""CPU tests of the benchmark scripts: input chains, the per-length child runner, the reports."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def _load(name: str):
 
 bench_step = _load("bench_step")
 report = _load("report")
+quality_report = _load("quality_report")
 
 
 def _spacing(x: np.ndarray) -> np.ndarray:
@@ -564,3 +565,16 @@ def test_reference_file_holds_the_published_figures():
     fp32 = {r["length"]: r for r in ref["series"]["train_fp32"]["results"]}
     assert (fp32[512]["peak_mem_gib"], fp32[512]["median_s"]) == (20.8, 0.293)
     assert fp32[1024]["status"] == "OOM"
+
+
+def test_run_parts_continue_from_the_previous_parts_last_step():
+    """quality_report chains a training run made of parts (each restarts its step counter)."""
+    first = {"train": [(100, 1.0), (200, 0.9)], "val": [(200, 0.95)]}
+    second = {"train": [(50, 0.8), (150, 0.7)], "val": [(40, 0.85), (150, 0.75)]}
+    chained, joins = quality_report.chain_curves([first, second])
+    assert chained == {
+        "train": [(100, 1.0), (200, 0.9), (250, 0.8), (350, 0.7)],
+        "val": [(200, 0.95), (240, 0.85), (350, 0.75)],
+    }
+    assert joins == [200]
+    assert quality_report.chain_curves([first]) == (first, [])
