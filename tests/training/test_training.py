@@ -157,3 +157,11 @@ def test_init_weights_rejects_another_model_and_resume(tmp_path):
         train(wider, init_weights=last, **QUIET)
     with pytest.raises(ConfigError, match="exclude each other"):
         train(tiny_config(tmp_path / "c"), init_weights=last, resume=last, **QUIET)
+
+
+def test_cli_passes_init_weights_on(tmp_path, capsys):
+    missing = tmp_path / "nowhere.ckpt"
+    config = Path(__file__).resolve().parents[2] / "configs" / "train_quickstart.config"
+    argv = ["--config", str(config), "--init-weights", str(missing)]
+    assert main([*argv, "--set", f"logDirectory={tmp_path}"]) == 2
+    assert f"--init-weights: checkpoint not found: {missing}" in capsys.readouterr().err
