@@ -24,8 +24,8 @@ import torch
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from genie.config import ConfigError, SampleConfig, load_sample_config
-from genie.config.parser import parse_lines, parse_overrides
+from genie.config import ConfigError, SampleConfig
+from genie.config.cli import add_config_arguments, load_with_defaults
 from genie.data.structure_io import PDB_MAX_RESIDUES
 from genie.diffusion.schedule import DiffusionSchedule
 from genie.sampling.chains import ChainBatch
@@ -236,21 +236,6 @@ def sample(cfg: SampleConfig) -> list[Path]:
     return written
 
 
-def load_with_defaults(
-    path: str | Path, overrides: Sequence[str] = (), defaults: Mapping[str, str] | None = None
-) -> SampleConfig:
-    """Load a sampling config; ``defaults`` (key -> value text) fill only the keys that neither
-    the file nor the overrides set."""
-    explicit: set[str] = set(parse_overrides(SampleConfig, overrides))
-    if Path(path).is_file():
-        lines = Path(path).read_text().splitlines()
-        explicit |= set(parse_lines(SampleConfig, lines, source=str(path)))
-    filled = {k: v for k, v in (defaults or {}).items() if k not in explicit}
-    if filled:
-        print("[genie] defaults applied: " + ", ".join(f"{k} {v}" for k, v in filled.items()))
-    return load_sample_config(path, [*(f"{k}={v}" for k, v in filled.items()), *overrides])
-
-
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -260,18 +245,13 @@ def main(
     """The sampling command; ``defaults`` are config values used where the config sets none."""
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", required=True, help="sampling .config file")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable)",
-    )
+    add_config_arguments(parser, what="sampling")
     args = parser.parse_args(argv)
     try:
-        sample(load_with_defaults(args.config, args.overrides, defaults))
+        cfg, applied = load_with_defaults(SampleConfig, args.config, args.overrides, defaults)
+        if applied:
+            print("[genie] defaults applied: " + ", ".join(a.replace("=", " ", 1) for a in applied))
+        sample(cfg)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

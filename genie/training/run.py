@@ -30,8 +30,8 @@ import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from genie.config import ConfigError, GenieConfig, config_from_dict, load_config, save_config
-from genie.config.parser import parse_lines, parse_overrides
+from genie.config import ConfigError, GenieConfig, config_from_dict, save_config
+from genie.config.cli import add_config_arguments, load_with_defaults
 from genie.config.schema import LOG_SAMPLES_LENGTH
 from genie.data.datamodule import CaDataModule
 from genie.training.callbacks import EpochSeedCallback, ThroughputMonitor
@@ -269,15 +269,7 @@ def train(
 
 def parse_args(argv: Sequence[str] | None, *, description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", required=True, help="training .config file")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable)",
-    )
+    add_config_arguments(parser, what="training")
     parser.add_argument(
         "--resume",
         default=None,
@@ -294,29 +286,6 @@ def parse_args(argv: Sequence[str] | None, *, description: str) -> argparse.Name
     return parser.parse_args(argv)
 
 
-def load_with_defaults(
-    path: str | Path, overrides: Sequence[str], defaults: Mapping[str, str]
-) -> tuple[GenieConfig, list[str]]:
-    """Load a training config, giving the keys that neither the file nor ``overrides`` set the
-    values of ``defaults`` (an entry point's own defaults) instead of the generic ones.
-
-    Args:
-        path: the ``.config`` file.
-        overrides: ``key=value`` strings from the command line.
-        defaults: key -> value text, e.g. ``{"batchSize": "1"}``.
-
-    Returns:
-        The config, and the ``key=value`` defaults that were applied.
-    """
-    cfg = load_config(path, overrides)  # reports errors of the file and overrides as they are
-    if not defaults:
-        return cfg, []
-    given = set(parse_lines(GenieConfig, Path(path).read_text().splitlines(), source=str(path)))
-    given |= set(parse_overrides(GenieConfig, overrides))
-    applied = [f"{key}={value}" for key, value in defaults.items() if key not in given]
-    return load_config(path, [*applied, *overrides]), applied
-
-
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -324,7 +293,8 @@ def main(
     defaults: Mapping[str, str] | None = None,
 ) -> int:
     """Parse the command line, load the config (``defaults``: an entry point's values for keys
-    the config and ``--set`` leave unset, see :func:`load_with_defaults`) and train.
+    the config and ``--set`` leave unset, see
+    :func:`~genie.config.cli.load_with_defaults`) and train.
 
     Returns:
         0 on success, 2 on a config error, missing file or non-finite loss.
@@ -332,7 +302,7 @@ def main(
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     args = parse_args(argv, description=description)
     try:
-        cfg, applied = load_with_defaults(args.config, args.overrides, defaults or {})
+        cfg, applied = load_with_defaults(GenieConfig, args.config, args.overrides, defaults)
         if applied:
             print(f"[genie] defaults of this entry point: {', '.join(applied)}")
         if args.resume:

@@ -13,9 +13,10 @@ import torch
 from helpers import REPO, TINY_MODEL, randomize_
 from torch.testing import assert_close
 
-from genie.config import load_config
+from genie.config import SampleConfig, load_config
+from genie.config.cli import load_with_defaults
 from genie.data.structure_io import read_ca_segments
-from genie.sampling.run import load_with_defaults, main
+from genie.sampling.run import main
 from genie.training.module import GenieModule
 
 T = 10  # diffusion steps of the tiny model
@@ -120,7 +121,8 @@ def test_ultralong_defaults_fill_only_unset_keys(tmp_path):
     config = tmp_path / "long.config"
     config.write_text("checkpoint x.ckpt\nbatchSize 4\n")
     defaults = {"batchSize": "1", "clearCacheEveryNSteps": "50", "saveTrajectory": "False"}
-    cfg = load_with_defaults(config, ["saveTrajectory=True"], defaults)
+    cfg, applied = load_with_defaults(SampleConfig, config, ["saveTrajectory=True"], defaults)
+    assert applied == ["clearCacheEveryNSteps=50"]
     assert (cfg.batchSize, cfg.clearCacheEveryNSteps, cfg.saveTrajectory) == (4, 50, True)
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 from helpers import REPO, TINY_MODEL
 
-from genie.config import load_config
-from genie.training.run import build_datamodule, load_with_defaults
+from genie.config import GenieConfig, load_config
+from genie.config.cli import load_with_defaults
+from genie.training.run import build_datamodule
 
 ENTRY_POINT = REPO / "train" / "train_ultralong.py"
 
@@ -61,10 +62,10 @@ def test_trains_on_joined_chains_longer_than_any_real_one(tmp_path, monkeypatch,
 def test_keys_given_in_the_file_or_on_the_command_line_win(tmp_path):
     defaults = {"batchSize": "1", "concatenateChains": "True", "validationSize": "16"}
     config = _config_file(tmp_path, "batchSize 4")  # the generic default, but written down
-    cfg, applied = load_with_defaults(config, ["validationSize=5"], defaults)
+    cfg, applied = load_with_defaults(GenieConfig, config, ["validationSize=5"], defaults)
     assert applied == ["concatenateChains=True"]
     assert (cfg.batchSize, cfg.concatenateChains, cfg.validationSize) == (4, True, 5)
-    cfg, applied = load_with_defaults(config, [], {})
+    cfg, applied = load_with_defaults(GenieConfig, config, [], {})
     assert applied == [] and not cfg.concatenateChains
 
 

@@ -1,0 +1,58 @@
+"""The ``--config FILE [--set key=value ...]`` arguments of every entry point, and loading a
+config with an entry point's own defaults.
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, what="training")
+    args = parser.parse_args()
+    cfg, applied = load_with_defaults(GenieConfig, args.config, args.overrides, {"batchSize": "1"})
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from genie.config.parser import load_config, parse_lines, parse_overrides
+
+C = TypeVar("C")
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser, *, what: str, required: bool = True
+) -> None:
+    """Add ``--config FILE`` and the repeatable ``--set KEY=VALUE`` (into ``overrides``)."""
+    parser.add_argument("--config", required=required, help=f"{what} .config file")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
+
+
+def load_with_defaults(
+    cls: type[C],
+    path: str | Path | None,
+    overrides: Sequence[str] = (),
+    defaults: Mapping[str, str] | None = None,
+) -> tuple[C, list[str]]:
+    """Load a config of class ``cls``; ``defaults`` (an entry point's own values, key -> value
+    text) fill only the keys that neither the file nor ``overrides`` set.
+
+    Returns:
+        The config, and the ``key=value`` defaults that were applied (in ``defaults`` order).
+    """
+    cfg = load_config(path, overrides, cls=cls)  # reports errors of the file and overrides
+    if not defaults:
+        return cfg, []
+    given = set(parse_overrides(cls, overrides))
+    if path is not None:
+        given |= set(parse_lines(cls, Path(path).read_text().splitlines(), source=str(path)))
+    applied = [f"{key}={value}" for key, value in defaults.items() if key not in given]
+    if not applied:
+        return cfg, []
+    return load_config(path, [*applied, *overrides], cls=cls), applied
