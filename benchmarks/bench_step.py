@@ -446,7 +446,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """
     from genie.config import load_config
     from genie.training.module import GenieModule
-    from genie.training.runtime import apply_runtime_settings
+    from genie.utils.runtime import apply_runtime_settings
 
     length, mode, batch_size = spec["length"], spec["mode"], spec["batch_size"]
     row: dict[str, Any] = {
@@ -474,7 +474,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         row["overrides_added"] = [f"maximumNumResidues={length}"]
         cfg = load_config(spec["config"], [*overrides, *row["overrides_added"]])
 
-    apply_runtime_settings(cfg)
+    apply_runtime_settings(matmul_precision=cfg.matmulPrecision)
     module = GenieModule(config=cfg).to(device)
     row["parameters"] = sum(p.numel() for p in module.parameters())
     # A config without the precision keys trains in fp32.

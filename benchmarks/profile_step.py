@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_step import synthetic_trace  # noqa: E402
 from genie.config import load_config  # noqa: E402
 from genie.training.module import GenieModule  # noqa: E402
-from genie.training.runtime import apply_runtime_settings  # noqa: E402
+from genie.utils.runtime import apply_runtime_settings  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     cfg = load_config(args.config, [*args.overrides, f"maximumNumResidues={args.length}"])
-    apply_runtime_settings(cfg)
+    apply_runtime_settings(matmul_precision=cfg.matmulPrecision)
     module = GenieModule(cfg).cuda().train()
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=True)
     coords = torch.as_tensor(synthetic_trace(args.length, seed=0), dtype=torch.float32)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from genie.config import load_config  # noqa: E402
 from genie.training.module import GenieModule  # noqa: E402
 from genie.training.run import build_datamodule  # noqa: E402
-from genie.training.runtime import apply_runtime_settings  # noqa: E402
+from genie.utils.runtime import apply_runtime_settings  # noqa: E402
 
 
 def run(cfg, batches, *, lr: float, device) -> dict:
@@ -60,7 +60,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     base = [f"dataDirectory={args.data}", "numWorkers=0", "gradientClipVal=0", *args.overrides]
     cfg_on = load_config(args.config, base)
-    apply_runtime_settings(cfg_on)
+    apply_runtime_settings(matmul_precision=cfg_on.matmulPrecision)
     dm = build_datamodule(cfg_on)
     dm.prepare_data()
     dm.setup("fit")

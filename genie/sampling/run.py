@@ -34,7 +34,7 @@ from genie.sampling.ddpm import DDPMSampler
 from genie.sampling.reverse import ReverseSampler, reverse_process
 from genie.sampling.writer import with_suffix, write_sample
 from genie.training.module import load_module
-from genie.training.runtime import apply_runtime_settings
+from genie.utils.runtime import apply_runtime_settings
 
 log = logging.getLogger("genie.sample")
 
@@ -156,7 +156,7 @@ def load_model(
     checkpoint = resolve_checkpoint(cfg.checkpoint)
     print(f"[genie] checkpoint: {checkpoint}")
     module = load_module(checkpoint, map_location=device)
-    apply_runtime_settings(module.config)
+    apply_runtime_settings(matmul_precision=module.config.matmulPrecision)
     model = module.model.to(device).eval()
     if cfg.triangleChunkSize is not None:
         model.triangle_chunk_size = cfg.triangleChunkSize

@@ -39,7 +39,7 @@ from genie.training.curriculum import ProgressiveLengthCallback
 from genie.training.module import GenieModule
 from genie.training.pictures import SamplePictures
 from genie.training.precision import SkippedStepMonitor, lightning_precision
-from genie.training.runtime import apply_runtime_settings
+from genie.utils.runtime import apply_runtime_settings
 
 log = logging.getLogger("genie.train")
 
@@ -251,7 +251,7 @@ def train(
     if resume is not None and not resume.is_file():
         raise FileNotFoundError(f"--resume: checkpoint not found: {resume}")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    apply_runtime_settings(cfg)
+    apply_runtime_settings(matmul_precision=cfg.matmulPrecision)
     datamodule = build_datamodule(cfg)
     module = GenieModule(cfg)
     if init_weights:

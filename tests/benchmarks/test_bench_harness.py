@@ -228,13 +228,13 @@ def fake_repo(tmp_path):
     """A repository holding a copy of bench_step.py and a fake genie package."""
     (tmp_path / "benchmarks").mkdir()
     shutil.copy(BENCH / "bench_step.py", tmp_path / "benchmarks" / "bench_step.py")
-    for package in ("genie", "genie/config", "genie/training"):
+    for package in ("genie", "genie/config", "genie/training", "genie/utils"):
         (tmp_path / package).mkdir()
         (tmp_path / package / "__init__.py").write_text("")
     (tmp_path / "genie/config/__init__.py").write_text(FAKE_CONFIG)
     (tmp_path / "genie/training/module.py").write_text(FAKE_MODULE)
-    (tmp_path / "genie/training/runtime.py").write_text(
-        "def apply_runtime_settings(cfg):\n    pass\n"
+    (tmp_path / "genie/utils/runtime.py").write_text(
+        "def apply_runtime_settings(*, matmul_precision):\n    pass\n"
     )
     (tmp_path / "fake.config").write_text("name fake\nmaximumNumResidues 10\noomAbove 30\n")
     return tmp_path

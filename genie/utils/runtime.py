@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 
-def apply_runtime_settings(cfg) -> None:
+def apply_runtime_settings(*, matmul_precision: str) -> None:
     """Apply ``matmulPrecision`` (``torch.set_float32_matmul_precision``): ``high`` lets fp32
     matrix products use TF32 tensor cores on Ampere/Hopper GPUs (storage and every other
     operation stay fp32); ``highest`` keeps true fp32 products. No effect on the CPU."""
-    torch.set_float32_matmul_precision(cfg.matmulPrecision)
+    torch.set_float32_matmul_precision(matmul_precision)
