@@ -168,6 +168,7 @@ class GenieConfig:
     precision: str = "32"
     maximumNumResidues: int = 256
     gradientClipVal: float = 1.0
+    matmulPrecision: str = "high"
     oomAbove: int = 0
     crashAbove: int = 0
 
