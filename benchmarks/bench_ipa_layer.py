@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_step import synthetic_trace  # noqa: E402
 from genie.geometry import frenet_serret_frames  # noqa: E402
-from genie.model.flash_ipa import FlashIPA  # noqa: E402
-from genie.model.ipa import InvariantPointAttention  # noqa: E402
-from genie.model.pair_representation import DensePair, PairFactors  # noqa: E402
+from genie.model.representations import DensePair, PairFactors  # noqa: E402
+from genie.model.structure.flash_ipa import FlashIPA  # noqa: E402
+from genie.model.structure.ipa import InvariantPointAttention  # noqa: E402
 
 SIZES = dict(c_s=128, c_hidden=16, n_heads=12, n_qk_points=4, n_v_points=8)
 

@@ -158,7 +158,26 @@ def assert_rotates_with_input(model, x, t, mask, *, seed: int = 5) -> torch.Tens
     return eps
 
 
-class PointOracle(torch.nn.Module):
+class GraphFreeDenoiser(torch.nn.Module):
+    """A test denoiser without a k-NN graph (a :class:`~genie.sampling.reverse.Denoiser`):
+    subclasses define ``denoise(x, t, mask)``; :func:`as_denoiser` wraps a function."""
+
+    def build_graph(self, coords, mask):
+        return None
+
+    def forward(self, x, t, mask, *, graph=None):
+        assert graph is None, "a graph-free denoiser must get no graph"
+        return self.denoise(x, t, mask)
+
+
+def as_denoiser(fn) -> GraphFreeDenoiser:
+    """``fn(x, t, mask) -> ε̂`` as a graph-free denoiser."""
+    model = GraphFreeDenoiser()
+    model.denoise = fn
+    return model
+
+
+class PointOracle(GraphFreeDenoiser):
     """ε̂ = (x_t − √ᾱ_t x0) / √(1 − ᾱ_t): the exact noise for data concentrated at x0."""
 
     def __init__(self, schedule, targets: dict[int, torch.Tensor]):
@@ -166,7 +185,7 @@ class PointOracle(torch.nn.Module):
         super().__init__()
         self.schedule, self.targets = schedule, targets
 
-    def forward(self, x, t, mask):
+    def denoise(self, x, t, mask):
         x0 = torch.zeros_like(x)
         for i, n in enumerate(mask.sum(-1).long().tolist()):
             x0[i, :n] = self.targets[n]

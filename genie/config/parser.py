@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from genie.config.fields import ConfigError, check_value, describe_type, parse_value
-from genie.config.schema import ALIASES, GenieConfig, SampleConfig
+from genie.config.schema import ALIASES, GenieConfig, SampleConfig, upgrade_stored_config
 
 log = logging.getLogger(__name__)
 C = TypeVar("C")
@@ -132,7 +132,11 @@ def load_sample_config(
 
 
 def config_from_dict(cls: type[C], values: Mapping[str, Any], *, source: str = "checkpoint") -> C:
-    """Rebuild and re-validate a config from a plain dict (as stored inside a checkpoint)."""
+    """Rebuild and re-validate a config from a plain dict (as stored inside a checkpoint; a
+    training config written by an earlier version is read in today's meaning,
+    :func:`~genie.config.schema.upgrade_stored_config`)."""
+    if cls is GenieConfig:
+        values = upgrade_stored_config(values)
     fields = _fields(cls)
     checked: dict[str, Any] = {}
     for key, value in values.items():

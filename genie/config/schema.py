@@ -20,6 +20,17 @@ ALIASES: dict[str, str] = {
     "ipaNumHeads": "structureEncoderHeads",
 }
 
+# Keys of a sampling config that override the model's training keys of the same name.
+SAMPLING_MODEL_KEYS = (
+    "triangleChunkSize",
+    "axialRowChunkSize",
+    "axialColChunkSize",
+    "triangleAttentionChunkSize",
+    "sparseChunkSize",
+    "knnChunkSize",
+    "ipaChunkSize",
+)
+
 LOG_SAMPLES_LENGTH = 128  # residues of the training-time picture samples when not set (at most)
 
 
@@ -159,8 +170,19 @@ class GenieConfig:
     )
     kNeighbors: int = option(
         32,
-        "k nearest residues of the noisy trace for k-NN features (FlashIPA, sparse pairs)",
+        "k neighbours per residue in the k-NN graph of the noisy trace (sparse pairs, k-NN "
+        "environment features)",
         min=1,
+    )
+    useKnnEnvironmentFeatures: bool | None = option(
+        None,
+        "factorised pairs: add a summary of each residue's kNeighbors graph neighbours (binned "
+        "distances, index offsets) to the single features; None = on with useFlashMode",
+    )
+    useFactorTransitions: bool | None = option(
+        None,
+        "pair factors (factorised or sparse): a transition updates U and V between consecutive "
+        "structure layers; None = on with useFlashMode",
     )
     flashBackend: str = option(
         "auto",
@@ -191,8 +213,8 @@ class GenieConfig:
     )
     knnStrategy: str = option(
         "hybrid",
-        "neighbours: coordinate (Cα distance of the noisy trace), sequence (|i−j|), hybrid "
-        "(half of each, de-duplicated)",
+        "k-NN graph neighbours (sparse pairs, k-NN environment features): coordinate (Cα "
+        "distance of the noisy trace), sequence (|i−j|), hybrid (half of each, de-duplicated)",
         choices=("coordinate", "sequence", "hybrid"),
     )
     knnChunkSize: int = option(
@@ -280,12 +302,18 @@ class GenieConfig:
     numStructureTransitionLayers: int = option(1, "transition blocks after each IPA", min=1)
     structureTransitionDropout: float = option(0.1, "dropout after the transition", min=0, max=1)
 
-    # --- memory: chunking (used where the model runs without gradients) ---------------------
+    # --- memory: chunking of the dense operations ---------------------------------------------
     triangleChunkSize: int | None = option(
-        None, "rows per chunk in triangle ops at inference (None = unchunked)", min=1
+        None,
+        "rows per chunk of the dense triangle operations (None = unchunked; recomputed in "
+        "backward under layer checkpointing only)",
+        min=1,
     )
     ipaChunkSize: int | None = option(
-        None, "queries per chunk in IPA at inference (None = unchunked)", min=1
+        None,
+        "queries per chunk of dense IPA (None = unchunked; chunks are recomputed in backward, so "
+        "training stores no [h, n, n])",
+        min=1,
     )
 
     # --- stage 3: training optimisations ------------------------------------------------------
@@ -402,6 +430,16 @@ def check_compatible(cfg: GenieConfig) -> None:
                 "useSparseKNN needs useFlashMode True: the single track attends globally through "
                 "FlashIPA, whose factors are pooled from the edges (dense IPA would need n×n pairs)"
             )
+    if cfg.useKnnEnvironmentFeatures and not cfg.useFactorizedPairs:
+        raise ConfigError(
+            "useKnnEnvironmentFeatures is a feature of factorised pairs (useFactorizedPairs "
+            "True); sparse pairs (useSparseKNN) see their neighbours through the edges"
+        )
+    if cfg.useFactorTransitions and not (cfg.useFactorizedPairs or cfg.useSparseKNN):
+        raise ConfigError(
+            "useFactorTransitions updates pair factors: it needs useFactorizedPairs True or "
+            "useSparseKNN True (dense pairs have no factors)"
+        )
     if cfg.useAxialAttention and cfg.useFactorizedPairs:
         raise ConfigError(
             "useAxialAttention works on dense pairs or sparse edges (useSparseKNN), not on "
@@ -495,12 +533,36 @@ class SampleConfig:
     knnUpdateFrequency: int = option(
         1, "k-NN models: rebuild the neighbour graph every N reverse steps, reuse in between", min=1
     )
+    # Model chunk sizes for sampling (memory only: results equal the unchunked model's up to
+    # rounding); each overrides the training key of the same name stored in the checkpoint.
     triangleChunkSize: int | None = option(
-        None, "override the model's triangle chunk size while sampling", min=1
+        None, "dense pairs: rows per triangle-op chunk while sampling (None = checkpoint's)", min=1
+    )
+    axialRowChunkSize: int | None = option(
+        None, "dense pairs: rows per axial row-attention chunk (None = checkpoint's)", min=1
+    )
+    axialColChunkSize: int | None = option(
+        None, "dense pairs: columns per axial column-attention chunk (None = checkpoint's)", min=1
+    )
+    triangleAttentionChunkSize: int | None = option(
+        None, "factorised pairs: rows per triangle-attention chunk (None = checkpoint's)", min=1
+    )
+    sparseChunkSize: int | None = option(
+        None,
+        "sparse pairs: residues per chunk of the edge operations and local edge attention "
+        "(None = checkpoint's)",
+        min=1,
+    )
+    knnChunkSize: int | None = option(
+        None, "k-NN models: queries per distance block of the search (None = checkpoint's)", min=1
     )
     ipaChunkSize: int | None = option(
-        None, "override the model's IPA chunk size while sampling", min=1
+        None, "dense IPA: queries per chunk while sampling (None = checkpoint's)", min=1
     )
+
+    def model_overrides(self) -> dict[str, int]:
+        """The model keys this config sets for sampling (:data:`SAMPLING_MODEL_KEYS`)."""
+        return {k: getattr(self, k) for k in SAMPLING_MODEL_KEYS if getattr(self, k) is not None}
 
     def __post_init__(self) -> None:
         if not self.sampleLengths:
@@ -513,3 +575,18 @@ class SampleConfig:
                         f"timestep and injects Genie's noise); set samplingStrategy ddim or "
                         f"{key} 0"
                     )
+
+
+def upgrade_stored_config(values: dict) -> dict:
+    """A config dict stored by an earlier version, in today's meaning (a copy).
+
+    Before ``useKnnEnvironmentFeatures`` existed (no such key stored), the k-NN environment
+    features of FlashIPA models on factorised pairs searched the coordinate graph whatever
+    ``knnStrategy`` said; such checkpoints get ``knnStrategy coordinate``, which no other part
+    of a factorised model reads.
+    """
+    values = dict(values)
+    legacy = "useKnnEnvironmentFeatures" not in values
+    if legacy and values.get("useFlashMode") and values.get("useFactorizedPairs"):
+        values["knnStrategy"] = "coordinate"
+    return values

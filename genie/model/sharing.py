@@ -15,9 +15,10 @@ Shared layers are stored once: :class:`SharedLayers` holds a ``ModuleList`` of t
 and a tuple mapping positions to them, so each shared weight appears under one state_dict key,
 and ``parameters()`` yields it once. Gradients of a shared weight accumulate over its uses.
 
-Stacks receive a :class:`LayerSharing` (``sharing=``; default: none) and build their layers with
-``self.layers = sharing.layers(make_layer, n_layers)``, where ``make_layer(i)`` builds the layer
-of position ``i`` (the first position of its group).
+The model builder (:mod:`genie.model.build`) makes one :class:`LayerSharing` from the config and
+builds every stack's layers with it: ``sharing.layers(make_layer, n_layers)``, where
+``make_layer(i)`` builds the layer of position ``i`` (the first position of its group), or
+``sharing.triangle_layers(make_layer, ...)`` for pair stacks.
 """
 
 from __future__ import annotations
@@ -118,13 +119,6 @@ class LayerSharing:
     def __post_init__(self) -> None:
         sharing_groups(0, strategy=self.strategy, ratio=self.ratio)  # validates both
 
-    @classmethod
-    def from_config(cls, cfg) -> LayerSharing:
-        """``useModelCompression``, ``compressionStrategy``, ``compressionRatio``."""
-        if not cfg.useModelCompression:
-            return cls()
-        return cls(strategy=cfg.compressionStrategy, ratio=cfg.compressionRatio)
-
     def layers(
         self,
         make_layer: Callable[[int], nn.Module],
@@ -139,28 +133,24 @@ class LayerSharing:
 
     def triangle_layers(
         self,
-        layer_type: Callable[..., nn.Module],
+        make_layer: Callable[[bool], nn.Module],
         *,
         n_layers: int,
         n_triangle_layers: int,
-        triangle_mul: bool,
-        triangle_att: bool,
-        **layer_kwargs,
     ) -> nn.ModuleList | SharedLayers:
-        """A pair stack's layers: the first ``n_triangle_layers`` (at most ``n_layers``) built with
-        the triangle operations asked for, the rest without; weights are shared within each of
-        the two segments only, since their layers differ."""
-        n_triangle = min(n_triangle_layers, n_layers) if triangle_mul or triangle_att else 0
-
-        def make_layer(i: int) -> nn.Module:
-            with_triangles = i < n_triangle
-            return layer_type(
-                triangle_mul=triangle_mul and with_triangles,
-                triangle_att=triangle_att and with_triangles,
-                **layer_kwargs,
+        """A pair stack's layers: ``make_layer(True)`` builds each of the first
+        ``n_triangle_layers`` (≤ ``n_layers``; the layers with triangle operations),
+        ``make_layer(False)`` the rest; weights are shared within each of the two segments only,
+        since their layers differ."""
+        if not 0 <= n_triangle_layers <= n_layers:
+            raise ValueError(
+                f"n_triangle_layers = {n_triangle_layers} must be in [0, n_layers = {n_layers}]"
             )
-
-        return self.layers(make_layer, n_layers, segments=(n_triangle, n_layers - n_triangle))
+        return self.layers(
+            lambda i: make_layer(i < n_triangle_layers),
+            n_layers,
+            segments=(n_triangle_layers, n_layers - n_triangle_layers),
+        )
 
 
 NO_SHARING = LayerSharing()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 
@@ -58,3 +59,8 @@ class ChainBatch:
     def split(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``x [b, n_max, 3]`` -> one float32 CPU tensor ``[n_i, 3]`` per chain (padding cut)."""
         return [x[i, :n].float().cpu() for i, n in enumerate(self.lengths)]
+
+
+def sample_seed(seed: int, length: int, index: int) -> int:
+    """A seed for sample ``index`` of ``length``, independent of batching."""
+    return int(np.random.SeedSequence([seed, length, index]).generate_state(1)[0])

@@ -9,21 +9,36 @@ loop runs it for a :class:`~genie.sampling.chains.ChainBatch`:
 
 where ``pairs`` are consecutive visited timesteps, the last one ending at t_prev = 0 (x_0).
 
-k-NN graphs: a model that exposes ``build_graph(coords [b, n, 3] Å, mask [b, n]) -> graph`` and
-accepts ``model(x, t, mask, graph=graph)`` gets a graph rebuilt from the current x every
-``knn_update_frequency`` reverse steps (steps 0, f, 2f, ...) and the same graph in between.
+The model is a :class:`Denoiser`: ``build_graph(coords [b, n, 3] Å, mask [b, n])`` returns the
+k-NN graph it works on (None for models without one), and ``model(x, t, mask, graph=graph)``
+takes it. The graph is rebuilt from the current x every ``knn_update_frequency`` reverse steps
+(steps 0, f, 2f, ...) and the same graph is passed in between.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
-from torch import nn
 
 from genie.sampling.chains import ChainBatch
+
+
+class Denoiser(Protocol):
+    """What the loop needs from a model (:class:`~genie.model.denoiser.GenieDenoiser` is one)."""
+
+    def build_graph(self, coords: torch.Tensor, mask: torch.Tensor) -> Any | None:
+        """The graph of ``coords [b, n, 3]`` Å (``mask [b, n]``) to pass as ``graph=``, or
+        None for a model without one."""
+        ...
+
+    def __call__(
+        self, x: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, *, graph: Any | None = None
+    ) -> torch.Tensor:
+        """x_t ``[b, n, 3]`` Å, t ``[b]`` long, ``mask [b, n]`` -> ε̂ ``[b, n, 3]``."""
+        ...
 
 
 class ReverseSampler(Protocol):
@@ -75,7 +90,7 @@ def step_pairs(timesteps: Sequence[int]) -> list[tuple[int, int]]:
 
 @torch.no_grad()
 def reverse_process(
-    model: nn.Module | Callable[..., torch.Tensor],
+    model: Denoiser,
     sampler: ReverseSampler,
     chains: ChainBatch,
     *,
@@ -88,8 +103,7 @@ def reverse_process(
     """Run the reverse process for one batch of chains.
 
     Args:
-        model: denoiser ``(x_t [b, n, 3] Å, t [b] long, mask [b, n]) -> ε̂ [b, n, 3]``, optionally
-            with ``build_graph`` and a ``graph=`` keyword (see the module docstring).
+        model: the denoiser (a :class:`Denoiser`, see the module docstring).
         sampler: which timesteps to visit and the update rule.
         chains: lengths, mask and per-chain noise streams.
         knn_update_frequency: rebuild the k-NN graph every this many reverse steps (≥ 1).
@@ -107,7 +121,6 @@ def reverse_process(
     if len(keep) != len(chains):
         raise ValueError(f"trajectory_chains has {len(keep)} entries for {len(chains)} chains")
     pairs = step_pairs(sampler.timesteps())
-    build_graph = getattr(model, "build_graph", None)
     mask = chains.mask  # [b, n_max]
     x = chains.normal()  # x_T [b, n_max, 3]
     trajectories: list[list[torch.Tensor]] = [[] for _ in chains.lengths]
@@ -115,13 +128,10 @@ def reverse_process(
     graph = None
     for i, (t, t_prev) in enumerate(pairs):
         t_batch = torch.full((len(chains),), t, device=mask.device, dtype=torch.long)
-        if build_graph is None:
-            eps = model(x, t_batch, mask)
-        else:
-            if i % knn_update_frequency == 0:
-                graph = None  # release the old graph before building the new one
-                graph = build_graph(x, mask)
-            eps = model(x, t_batch, mask, graph=graph)
+        if i % knn_update_frequency == 0:
+            graph = None  # release the old graph before building the new one
+            graph = model.build_graph(x, mask)
+        eps = model(x, t_batch, mask, graph=graph)
         x = sampler.step(x, eps.float(), t=t, t_prev=t_prev, noise=chains.normal)
         x = x * mask[..., None]
         done = i + 1
@@ -138,7 +148,7 @@ def reverse_process(
 
 
 def sample_backbones(
-    model: nn.Module | Callable[..., torch.Tensor],
+    model: Denoiser,
     sampler: ReverseSampler,
     lengths: Sequence[int],
     seeds: Sequence[int],

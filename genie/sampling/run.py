@@ -19,21 +19,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from genie.checkpoint import TrainedModel, read_checkpoint
 from genie.config import ConfigError, SampleConfig
 from genie.config.cli import add_config_arguments, load_with_defaults
 from genie.data.structure_io import PDB_MAX_RESIDUES
 from genie.diffusion.schedule import DiffusionSchedule
-from genie.sampling.chains import ChainBatch
+from genie.sampling.chains import ChainBatch, sample_seed
 from genie.sampling.ddim import DDIMSampler
 from genie.sampling.ddpm import DDPMSampler
 from genie.sampling.reverse import ReverseSampler, reverse_process
 from genie.sampling.writer import with_suffix, write_sample
-from genie.training.module import load_module
 from genie.utils.runtime import apply_runtime_settings
 
 log = logging.getLogger("genie.sample")
@@ -72,11 +71,6 @@ def parse_lengths(items: Sequence[str]) -> list[int]:
     if bad or not lengths:
         raise ConfigError(f"sampleLengths: every length must be at least 3, got {bad or lengths}")
     return lengths
-
-
-def sample_seed(seed: int, length: int, index: int) -> int:
-    """A seed for sample ``index`` of ``length``, independent of batching."""
-    return int(np.random.SeedSequence([seed, length, index]).generate_state(1)[0])
 
 
 def plan_jobs(cfg: SampleConfig) -> list[SampleJob]:
@@ -149,24 +143,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_model(
-    cfg: SampleConfig, device: torch.device
-) -> tuple[torch.nn.Module, DiffusionSchedule]:
-    """The denoiser (eval mode, chunk overrides applied) and its schedule, on ``device``."""
+def load_model(cfg: SampleConfig, device: torch.device) -> TrainedModel:
+    """The checkpoint's denoiser (eval mode, with the config's model keys for sampling, e.g.
+    chunk sizes, in place of the checkpoint's) and its schedule, on ``device``."""
     checkpoint = resolve_checkpoint(cfg.checkpoint)
     print(f"[genie] checkpoint: {checkpoint}")
-    module = load_module(checkpoint, map_location=device)
-    apply_runtime_settings(matmul_precision=module.config.matmulPrecision)
-    model = module.model.to(device).eval()
-    if cfg.triangleChunkSize is not None:
-        model.triangle_chunk_size = cfg.triangleChunkSize
-    if cfg.ipaChunkSize is not None:
-        model.ipa_chunk_size = cfg.ipaChunkSize
-    uses_graph = getattr(model, "uses_graph", getattr(model, "build_graph", None) is not None)
-    if cfg.knnUpdateFrequency > 1 and not uses_graph:
+    trained = read_checkpoint(checkpoint, map_location=device, overrides=cfg.model_overrides())
+    apply_runtime_settings(matmul_precision=trained.config.matmulPrecision)
+    if cfg.knnUpdateFrequency > 1 and not trained.model.uses_graph:
         log.warning("knnUpdateFrequency = %d has no effect: this model builds no k-NN graph",
                     cfg.knnUpdateFrequency)  # fmt: skip
-    return model, module.schedule.to(device)
+    return trained
 
 
 def _keeps_trajectory(cfg: SampleConfig, job: SampleJob) -> bool:
@@ -194,8 +181,9 @@ def sample(cfg: SampleConfig) -> list[Path]:
     print(f"[genie] {len(jobs)} samples planned, {len(jobs) - len(todo)} already written")
     if not todo:
         return []
-    model, schedule = load_model(cfg, device)
-    sampler = build_sampler(cfg, schedule)
+    trained = load_model(cfg, device)
+    model = trained.model
+    sampler = build_sampler(cfg, trained.schedule)
     steps = len(sampler.timesteps())
     todo.sort(key=lambda job: job.length)
     batches = [todo[i : i + cfg.batchSize] for i in range(0, len(todo), cfg.batchSize)]

@@ -12,13 +12,13 @@ loss arithmetic (the pairwise distance loss also disables autocast for its dista
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
+from genie.checkpoint import read_checkpoint
 from genie.config import GenieConfig, config_from_dict
 from genie.diffusion import (
     DEFAULT_CUTOFFS,
@@ -27,11 +27,10 @@ from genie.diffusion import (
     per_chain_distance_loss,
     per_chain_loss,
 )
-from genie.model.denoiser import build_denoiser
+from genie.model.build import build_denoiser
+from genie.model.denoiser import GenieDenoiser
 
 T_BUCKETS = 4  # validation loss is also logged per quarter of the timestep range
-
-log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -46,20 +45,26 @@ class LossTerms:
 
 
 class GenieModule(pl.LightningModule):
-    def __init__(self, config: GenieConfig | dict[str, Any]):
+    def __init__(self, config: GenieConfig | dict[str, Any], *, model: GenieDenoiser | None = None):
+        """
+        Args:
+            config: the training config (or its plain-dict form, as stored in checkpoints).
+            model: the denoiser of that config, already built (e.g. read from a checkpoint);
+                default: built from the config.
+        """
         super().__init__()
         if isinstance(config, dict):
             config = config_from_dict(GenieConfig, config)
         self.config = config
         self.save_hyperparameters({"config": dataclasses.asdict(config)})
-        self.model = build_denoiser(config)
+        self.model = build_denoiser(config) if model is None else model
         self.schedule = DiffusionSchedule(num_timesteps=config.numTimesteps)
 
     def on_fit_start(self) -> None:
-        """Log the model size: distinct trainable parameters (weights shared between layers by
-        ``useModelCompression`` count once) as the scalar ``model/num_parameters`` (step 0)."""
+        """Record the model size (logged once by the builder) in TensorBoard: distinct trainable
+        parameters (weights shared between layers by ``useModelCompression`` count once) as the
+        scalar ``model/num_parameters`` (step 0)."""
         count = self.model.num_parameters()
-        log.info("model: %s distinct trainable parameters", f"{count:,}")
         for logger in self.loggers:
             logger.log_metrics({"model/num_parameters": float(count)}, step=0)
 
@@ -229,15 +234,7 @@ def use_fused_adamw(*, device_type: str, precision: str, gradient_clip_val: floa
 
 
 def load_module(path: str | Path, *, map_location: str | torch.device = "cpu") -> GenieModule:
-    """Rebuild a trained module from a checkpoint alone (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    try:
-        config = ckpt["hyper_parameters"]["config"]
-    except KeyError:
-        raise ValueError(f"{path} holds no Genie-Long config (not a checkpoint of ours?)") from None
-    module = GenieModule(config)
-    module.load_state_dict(ckpt["state_dict"])
-    return module
+    """Rebuild a trained module from a checkpoint alone (:func:`genie.checkpoint.read_checkpoint`,
+    ``weights_only=True``)."""
+    trained = read_checkpoint(path, map_location=map_location)
+    return GenieModule(trained.config, model=trained.model)

@@ -10,7 +10,7 @@ breaks): its figures ``samples/distributions``, ``samples/secondary_structure``,
 ``samples/rg_vs_length`` and the scalars of :data:`SCALARS`; ``samples/seconds``, the round's
 wall time. ``docs/EVALUATION.md`` lists them all.
 
-Backbone i has the seed of the sampling command (:func:`genie.sampling.run.sample_seed` of
+Backbone i has the seed of the sampling command (:func:`genie.sampling.chains.sample_seed` of
 (``seed``, length, i)): successive pictures start from the same noise, and ``samplingStrategy
 ddim``, ``skipSteps`` = the stride, ``ddimEta 0`` and the training ``seed`` reproduce them from
 the epoch's checkpoint. The model runs in eval mode under ``torch.no_grad``, and every random
@@ -44,8 +44,8 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from genie.eval import EvalSettings, MissingDependencyError, evaluate_backbones, make_figures
 from genie.eval.metrics import ReferenceSummary, summarize_reference
 from genie.eval.optional import EVAL_EXTRA_HINT
+from genie.sampling.chains import sample_seed
 from genie.sampling.ddim import ddim_sample
-from genie.sampling.run import sample_seed
 from genie.training.backbone_figures import (
     contact_map_figure,
     distance_map_figure,
@@ -116,7 +116,7 @@ def preserved_state(module: torch.nn.Module) -> Iterator[None]:
         np.random.set_state(numpy_state)
 
 
-def sample_backbones(
+def sample_traces(
     module: pl.LightningModule, *, count: int, length: int, stride: int, seed: int
 ) -> list[np.ndarray]:
     """``count`` DDIM samples (η = 0) of ``length`` residues from ``module.model``:
@@ -216,7 +216,7 @@ class SamplePictures(pl.Callback):
             for writer in writers:
                 writer.flush()
 
-        traces = sample_backbones(
+        traces = sample_traces(
             module, count=self.count, length=self.length, stride=self.skip_steps, seed=self.seed
         )
         if self.drawing:

@@ -4,7 +4,7 @@
 GradScaler), ``bf16-mixed`` (bf16 autocast, no scaler) or ``32-true``. Numerically fragile
 reductions stay in fp32 under autocast: the losses (ε̂ is upcast, distances are computed with
 autocast off), LayerNorm and softmax (autocast runs them in fp32), the IPA logits (upcast in
-``genie.model.ipa``).
+``genie.model.structure.ipa``).
 
 Under ``16-mixed`` the GradScaler multiplies the loss by a scale before backward and skips the
 optimiser step whenever the unscaled gradients hold an inf or NaN; it then halves the scale. The

@@ -257,7 +257,6 @@ def train(
     if init_weights:
         load_initial_weights(module, Path(init_weights))
         print(f"[genie] model weights from {init_weights} (new optimiser, schedule and counters)")
-    print(f"[genie] model: {module.model.num_parameters():,} parameters")
     trainer = build_trainer(cfg, resume=resume, **trainer_overrides)
     if trainer.is_global_zero:
         run_dir = Path(trainer.logger.log_dir)

@@ -8,8 +8,9 @@ One mechanism, non-reentrant ``torch.utils.checkpoint``, at two levels:
   selected layer stores only its inputs and is recomputed in backward. The two nest (a
   checkpointed layer's inner :func:`recompute` regions are checkpoints inside a checkpoint).
 
-API for stacks. A model builds one policy, ``layer_checkpointing(cfg)``, and gives the same
-object to every stack's constructor (``checkpointing=``; default: off). Per layer a stack calls
+API for stacks. The model builder (:mod:`genie.model.build`) makes one policy from the config and
+gives the same object to every stack's constructor (``checkpointing=``; default: off). Per layer
+a stack calls
 
     out = self.checkpointing.run(kind, index, n, layer, *args, **kwargs)
 
@@ -166,23 +167,6 @@ class AdaptiveCheckpointing(LayerCheckpointing):
                 return True
             chosen = self._chosen[bucket] = largest_covering(sizes, self.fraction)
         return key in chosen
-
-
-def layer_checkpointing(cfg) -> LayerCheckpointing:
-    """The policy a config asks for (``useGradientCheckpointing``, ``checkpointingStrategy``,
-    ``checkpointEveryNLayers``, ``checkpointModules``, ``adaptiveCheckpointFraction``)."""
-    if not cfg.useGradientCheckpointing:
-        return LayerCheckpointing()
-    strategy = cfg.checkpointingStrategy
-    if strategy == "uniform":
-        return UniformCheckpointing(every=cfg.checkpointEveryNLayers)
-    if strategy == "selective":
-        return SelectiveCheckpointing(kinds=cfg.checkpointModules)
-    if strategy == "adaptive":
-        return AdaptiveCheckpointing(fraction=cfg.adaptiveCheckpointFraction)
-    raise ValueError(
-        f"checkpointingStrategy: unknown {strategy!r} (allowed: uniform, adaptive, selective)"
-    )
 
 
 def length_bucket(n: int) -> int:

@@ -15,10 +15,10 @@ from helpers import TINY_MODEL, assert_rotates_with_input, denoiser_batch, rando
 from torch.testing import assert_close
 
 from genie.config import load_config
-from genie.model.denoiser import build_denoiser
-from genie.model.pair_stack import PairTransformLayer
-from genie.model.primitives import pair_mask
-from genie.model.triangle_attention import TriangleAttention
+from genie.model.build import build_denoiser
+from genie.model.dense.layer import PairTransformLayer
+from genie.model.dense.triangle_attention import TriangleAttention
+from genie.model.layers.primitives import pair_mask
 
 BASELINE = Path(__file__).resolve().parents[2] / "configs" / "train_baseline.config"
 NO_DROPOUT = ["triangularDropout=0", "ipaDropout=0", "structureTransitionDropout=0"]
@@ -70,7 +70,7 @@ def reference_axial(att: TriangleAttention, z, pmask):
 
 def axial_layer(seed=0, **kwargs) -> PairTransformLayer:
     layer = PairTransformLayer(
-        **LAYER, include_mul_update=False, include_tri_att=False, include_axial=True, **kwargs
+        **LAYER, triangle_mul=False, triangle_att=False, axial=True, **kwargs
     )
     return randomize_(layer, seed=seed).double().eval()
 
@@ -114,29 +114,30 @@ def record_chunk_sizes(layer: PairTransformLayer) -> list:
 def test_axial_chunked_equals_unchunked(forward_chunk):
     z, mask = make_pairs(seed=5)
     pm = pair_mask(mask)
-    full = dict(include_mul_update=True, include_tri_att=True, include_axial=True)
+    full = dict(triangle_mul=True, triangle_att=True, axial=True)
     plain = randomize_(PairTransformLayer(**LAYER, **full), seed=2).double().eval()
-    chunked = PairTransformLayer(**LAYER, **full, axial_row_chunk_size=3, axial_col_chunk_size=2)
+    chunked = PairTransformLayer(**LAYER, **full, chunk_size=forward_chunk,
+                                 axial_row_chunk_size=3, axial_col_chunk_size=2)  # fmt: skip
     chunked = randomize_(chunked, seed=2).double().eval()
     seen = record_chunk_sizes(chunked)
-    assert_close(chunked(z, pm, chunk_size=forward_chunk), plain(z, pm))
+    assert_close(chunked(z, pm), plain(z, pm))
     # trimul out/in, triangle start/end take the layer's chunk size, the axial ones their own
     assert seen == [forward_chunk] * 4 + [3, 2]
 
 
 def test_axial_chunk_size_defaults_to_layer_chunk_size():
     z, mask = make_pairs(seed=6)
-    layer = axial_layer(seed=3)
+    layer = axial_layer(seed=3, chunk_size=4)
     seen = record_chunk_sizes(layer)
-    assert_close(layer(z, pair_mask(mask), chunk_size=4), layer(z, pair_mask(mask)))
-    assert seen == [4, 4, None, None]
+    assert_close(layer(z, pair_mask(mask)), axial_layer(seed=3)(z, pair_mask(mask)))
+    assert seen == [4, 4]
 
 
 @pytest.mark.parametrize("tri_att", [False, True])
 def test_axial_padding_changes_nothing(tri_att):
     z, _ = make_pairs(b=1, n=6, seed=7)
     layer = PairTransformLayer(
-        **LAYER, include_mul_update=True, include_tri_att=tri_att, include_axial=True,
+        **LAYER, triangle_mul=True, triangle_att=tri_att, axial=True,
         axial_row_chunk_size=2, axial_col_chunk_size=4,
     )  # fmt: skip
     layer = randomize_(layer, seed=4).double().eval()

@@ -8,7 +8,7 @@ from helpers import TINY_MODEL, assert_rotates_with_input, denoiser_batch, rando
 from torch.testing import assert_close
 
 from genie.config import load_config
-from genie.model.denoiser import build_denoiser
+from genie.model.build import build_denoiser
 from genie.utils.checkpointing import recompute_disabled
 
 NO_DROPOUT = ["triangularDropout=0", "ipaDropout=0", "structureTransitionDropout=0"]
@@ -48,12 +48,14 @@ def test_padding_changes_nothing():
 
 @pytest.mark.parametrize("chunks", [(1, 1), (3, 5), (7, 33)])
 def test_chunked_equals_unchunked(chunks):
+    triangle, ipa = chunks
     model = tiny_model("includeTriangularAttention=True", seed=2)
+    chunked_model = tiny_model("includeTriangularAttention=True", f"triangleChunkSize={triangle}",
+                               f"ipaChunkSize={ipa}", seed=2)  # fmt: skip
     x, t, mask = batch(seed=2)
     with torch.no_grad():
         plain = model(x, t, mask)
-        model.triangle_chunk_size, model.ipa_chunk_size = chunks
-        chunked = model(x, t, mask)
+        chunked = chunked_model(x, t, mask)
     assert_close(chunked, plain)
 
 

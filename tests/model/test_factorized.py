@@ -18,11 +18,11 @@ from helpers import (
 from torch.testing import assert_close
 
 from genie.config import load_config
-from genie.model.denoiser import build_denoiser
-from genie.model.factor_features import local_distance_features, relative_position_factors
-from genie.model.factor_triangle import FactorTriangleAttention, FactorTriangleMultiplication
-from genie.model.pair_representation import DensePair, PairFactors
-from genie.model.primitives import Linear
+from genie.model.build import build_denoiser
+from genie.model.factor.features import local_distance_features, relative_position_factors
+from genie.model.factor.triangle import FactorTriangleAttention, FactorTriangleMultiplication
+from genie.model.layers.primitives import Linear
+from genie.model.representations import DensePair, PairFactors
 from genie.utils.checkpointing import recompute_disabled
 
 B, N, R, C = 2, 9, 3, 5
@@ -72,7 +72,7 @@ def test_triangle_multiplication_equals_dense_on_materialised_operands(mix):
 
 def reference_factor_attention(layer: FactorTriangleAttention, pair: PairFactors, mask):
     """Dense starting/ending-node attention on the materialised z of the normalised factors,
-    projected on the column factors (see genie/model/factor_triangle.py)."""
+    projected on the column factors (see genie/model/factor/triangle.py)."""
     u, v = (pair.u, pair.v) if layer.node == "starting" else (pair.v, pair.u)
     u, v = layer.norm(u), layer.norm(v)
     z = torch.einsum("birc,bjrc->bijc", u, v)
@@ -91,9 +91,10 @@ def reference_factor_attention(layer: FactorTriangleAttention, pair: PairFactors
 @pytest.mark.parametrize("chunk", [None, 1, 4, 7, 33])
 def test_triangle_attention_equals_dense_reference(node, chunk):
     pair, mask = factors(2)
-    layer = randomize_(FactorTriangleAttention(c_f=C, rank=R, c_hidden=4, n_heads=2, node=node))
-    layer = layer.double()
-    out = layer(pair, mask, chunk_size=chunk)
+    layer = FactorTriangleAttention(c_f=C, rank=R, c_hidden=4, n_heads=2, node=node,
+                                    chunk_size=chunk)  # fmt: skip
+    layer = randomize_(layer).double()
+    out = layer(pair, mask)
     delta = reference_factor_attention(layer, pair, mask)
     if node == "starting":
         assert_close(out.u - pair.u, delta)
@@ -152,12 +153,12 @@ def test_factorised_denoiser_rotates_with_input_and_ignores_padding():
 
 def test_factorised_chunking_and_recompute_change_nothing():
     model = factor_model(seed=1)
+    chunked_model = factor_model("ipaChunkSize=4", "triangleAttentionChunkSize=13", seed=1)
     x = helix_trace(13, generator=torch.Generator().manual_seed(4))[None].double()
     t, mask = torch.tensor([50]), torch.ones(1, 13, dtype=torch.float64)
     with torch.no_grad():
         plain = model(x, t, mask)
-        model.ipa_chunk_size, model.triangle_chunk_size = 4, 13
-        assert_close(model(x, t, mask), plain)
+        assert_close(chunked_model(x, t, mask), plain)
     model.train()
 
     def grads():

@@ -9,9 +9,9 @@ from helpers import forbid_allocations_at_least, random_rotation, randomize_
 from torch.testing import assert_close
 
 from genie.geometry import Rigid, quaternion_to_rotation
-from genie.model.flash_ipa import FlashIPA
-from genie.model.ipa import InvariantPointAttention
-from genie.model.pair_representation import PairFactors
+from genie.model.representations import PairFactors
+from genie.model.structure.flash_ipa import FlashIPA
+from genie.model.structure.ipa import InvariantPointAttention
 
 H, C, PQ, PV, CS, R, CF = 3, 4, 2, 3, 10, 2, 5
 

@@ -9,7 +9,7 @@ from helpers import randomize_
 from torch import nn
 from torch.testing import assert_close
 
-from genie.model.hyper_connections import (
+from genie.model.structure.hyper_connections import (
     HyperConnection,
     StreamContraction,
     contract_streams,

@@ -10,8 +10,8 @@ from helpers import random_rotation, randomize_
 from torch.testing import assert_close
 
 from genie.geometry import Rigid, quaternion_to_rotation
-from genie.model.ipa import InvariantPointAttention
-from genie.model.pair_representation import DensePair
+from genie.model.representations import DensePair
+from genie.model.structure.ipa import InvariantPointAttention
 
 H, C, PQ, PV, CS, CP = 3, 4, 2, 3, 10, 5
 
@@ -28,10 +28,11 @@ def make_inputs(b=2, n=8, seed=0):
     return s, z, frames, mask
 
 
-def make_ipa(seed=0):
+def make_ipa(seed=0, chunk_size=None):
     ipa = InvariantPointAttention(
-        c_s=CS, c_p=CP, c_hidden=C, n_heads=H, n_qk_points=PQ, n_v_points=PV
-    )
+        c_s=CS, c_p=CP, c_hidden=C, n_heads=H, n_qk_points=PQ, n_v_points=PV,
+        chunk_size=chunk_size,
+    )  # fmt: skip
     return randomize_(ipa, scale=0.3, seed=seed).double()
 
 
@@ -74,11 +75,9 @@ def test_matches_explicit_reference():
 
 @pytest.mark.parametrize("chunk", [1, 3, 7, 33])
 def test_chunked_equals_unchunked(chunk):
-    ipa = make_ipa(1)
+    chunked, plain = make_ipa(1, chunk_size=chunk), make_ipa(1)
     s, z, frames, mask = make_inputs(seed=1)
-    assert_close(
-        ipa(s, DensePair(z), frames, mask, chunk_size=chunk), ipa(s, DensePair(z), frames, mask)
-    )
+    assert_close(chunked(s, DensePair(z), frames, mask), plain(s, DensePair(z), frames, mask))
 
 
 def test_invariant_to_global_rigid_motion():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from genie.model.hyper_connections import HyperConnection
+from genie.model.structure.hyper_connections import HyperConnection
 
 
 @pytest.mark.gpu

@@ -8,9 +8,8 @@ from helpers import TINY_MODEL, helix_trace, random_rotation, randomize_
 from torch.testing import assert_close
 
 from genie.config import ConfigError, load_config
-from genie.model.denoiser import build_denoiser
-from genie.model.hyper_structure import HyperStructureLayer
-from genie.model.mhc_flash_denoiser import mHCFlashDenoiser
+from genie.model.build import build_denoiser, mHCFlashDenoiser
+from genie.model.structure.hyper_layer import HyperStructureLayer
 
 FLASH = [
     "useFactorizedPairs=True", "includeTriangularMultiplicativeUpdate=False", "useFlashMode=True",

@@ -15,28 +15,31 @@ from torch import nn
 from torch.testing import assert_close
 
 from genie.config import load_config
-from genie.model.denoiser import build_denoiser
-from genie.model.factor_pair_stack import FactorPairLayer, FactorPairStack
-from genie.model.pair_stack import PairTransformLayer, PairTransformNet
+from genie.model.build import build_denoiser
+from genie.model.dense.layer import PairTransformLayer
+from genie.model.factor.layer import FactorPairLayer
 from genie.model.sharing import LayerSharing, SharedLayers, shared_layers, sharing_groups
+from genie.model.stack import PairStack
 from genie.training.module import load_module
 from genie.training.run import train
 
 REPO = Path(__file__).resolve().parents[2]
-PAIR = dict(c_p=6, include_mul_update=True, include_tri_att=True, c_hidden_mul=4, c_hidden_att=3,
+PAIR = dict(c_p=6, triangle_mul=True, triangle_att=True, c_hidden_mul=4, c_hidden_att=3,
             n_heads_att=2, dropout=0.0, transition_n=2)  # fmt: skip
-FACTOR = dict(c_f=4, rank=2, update_rank=2, c_hidden_att=3, n_heads_att=2, transition_n=2)
+FACTOR = dict(c_f=4, rank=2, update_rank=2, c_hidden_att=3, n_heads_att=2, transition_n=2,
+              attention_chunk_size=None)  # fmt: skip
 
 
 def count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def pair_stack(n_layers: int, strategy: str = "none", ratio: int = 1) -> PairTransformNet:
-    stack = PairTransformNet(
-        n_layers=n_layers, sharing=LayerSharing(strategy=strategy, ratio=ratio), **PAIR
+def pair_stack(n_layers: int, strategy: str = "none", ratio: int = 1) -> PairStack:
+    sharing = LayerSharing(strategy=strategy, ratio=ratio)
+    layers = sharing.triangle_layers(
+        lambda _: PairTransformLayer(**PAIR), n_layers=n_layers, n_triangle_layers=n_layers
     )
-    return randomize_(stack, seed=n_layers).double()
+    return randomize_(PairStack(layers=layers), seed=n_layers).double()
 
 
 def pair_input(n=7, seed=0):
@@ -96,9 +99,12 @@ def test_factor_stack_never_shares_across_triangle_and_plain_layers():
     assert triangle > plain
 
     def stack(strategy, ratio=1):
-        return FactorPairStack(n_layers=5, n_triangle_layers=2, triangle_mul=True,
-                               triangle_att=True, sharing=LayerSharing(strategy=strategy,
-                               ratio=ratio), **FACTOR)  # fmt: skip
+        sharing = LayerSharing(strategy=strategy, ratio=ratio)
+        layers = sharing.triangle_layers(
+            lambda t: FactorPairLayer(triangle_mul=t, triangle_att=t, **FACTOR),
+            n_layers=5, n_triangle_layers=2,
+        )  # fmt: skip
+        return PairStack(layers=layers)
 
     assert count(stack("none")) == 2 * triangle + 3 * plain
     assert count(stack("universal")) == triangle + plain
@@ -135,7 +141,7 @@ def test_shared_gradients_accumulate_over_uses_and_one_step_updates_once():
     z, mask = pair_input()
     weights = torch.randn_like(z)
     for model in (shared, copies):
-        (model(z, mask) * weights).sum().backward()
+        (model(z, mask, n=z.shape[1]) * weights).sum().backward()
     names = [name for name, _ in shared.layers[0].named_parameters()]
     summed = {
         name: sum(dict(layer.named_parameters())[name].grad for layer in copies.layers)

@@ -5,12 +5,12 @@ import pytest
 import torch
 from helpers import randomize_
 
-from genie.model.knn import knn_graph
-from genie.model.sparse_graph import KnnGraph
-from genie.model.sparse_triangle import SparseTriangleAttention, SparseTriangleMultiplication
-from genie.model.transition import Transition
-from genie.model.triangle_attention import TriangleAttention
-from genie.model.triangle_multiplication import TriangleMultiplication
+from genie.geometry.graph import KnnGraph
+from genie.geometry.knn import knn_graph
+from genie.model.dense.triangle_attention import TriangleAttention
+from genie.model.dense.triangle_multiplication import TriangleMultiplication
+from genie.model.layers.transition import Transition
+from genie.model.sparse.triangle import SparseTriangleAttention, SparseTriangleMultiplication
 
 C_P = 8
 
@@ -22,7 +22,7 @@ def make_graph(strategy: str = "coordinate", n: int = 14, k: int = 5, pad: int =
     mask = torch.ones(2, n, dtype=torch.bool)
     mask[1, n - pad :] = False
     index, valid = knn_graph(coords, mask, k=k, strategy=strategy)
-    return KnnGraph(index, valid), mask
+    return KnnGraph(index, valid, torch.zeros_like(index)), mask
 
 
 def densify(edges: torch.Tensor, graph: KnnGraph):

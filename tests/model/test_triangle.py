@@ -7,9 +7,9 @@ import torch
 from helpers import randomize_
 from torch.testing import assert_close
 
-from genie.model.primitives import pair_mask
-from genie.model.triangle_attention import TriangleAttention
-from genie.model.triangle_multiplication import TriangleMultiplication
+from genie.model.dense.triangle_attention import TriangleAttention
+from genie.model.dense.triangle_multiplication import TriangleMultiplication
+from genie.model.layers.primitives import pair_mask
 
 
 def make_pairs(b=2, n=9, c=6, seed=0):

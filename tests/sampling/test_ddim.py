@@ -6,8 +6,7 @@ import math
 
 import pytest
 import torch
-from helpers import PointOracle, helix_trace
-from torch import nn
+from helpers import GraphFreeDenoiser, PointOracle, helix_trace
 from torch.testing import assert_close
 
 from genie.diffusion import DiffusionSchedule
@@ -15,7 +14,7 @@ from genie.sampling.ddim import DDIMSampler, ddim_sample, ddim_timesteps
 from genie.sampling.ddpm import DDPMSampler, ddpm_sample
 
 
-class GaussianOptimal(nn.Module):
+class GaussianOptimal(GraphFreeDenoiser):
     """The exact ε̂ = E[ε | x_t] for data x_0 ~ N(μ, s² I):
     ε̂ = √(1 − ᾱ) (x_t − √ᾱ μ) / (ᾱ s² + 1 − ᾱ)."""
 
@@ -23,7 +22,7 @@ class GaussianOptimal(nn.Module):
         super().__init__()
         self.alpha_bar, self.mu, self.s = schedule.alpha_bar.double(), mu.double(), s
 
-    def forward(self, x, t, mask):
+    def denoise(self, x, t, mask):
         ab = self.alpha_bar[t][:, None, None]
         eps = (1 - ab).sqrt() * (x.double() - ab.sqrt() * self.mu) / (ab * self.s**2 + 1 - ab)
         return (eps * mask[..., None]).float()
@@ -101,11 +100,11 @@ def test_timestep_plan_and_its_limits():
             ddim_timesteps(1000, stride)
 
 
-class MixResidues(nn.Module):
+class MixResidues(GraphFreeDenoiser):
     """A fixed denoiser that couples the residues of a chain (through its masked mean), so any
     leak from padding or from other chains would change a chain's result."""
 
-    def forward(self, x, t, mask):
+    def denoise(self, x, t, mask):
         m = mask[..., None]
         mean = (x * m).sum(1, keepdim=True) / m.sum(1, keepdim=True)
         return (0.3 * x + 0.2 * mean + 0.001 * t[:, None, None]) * m

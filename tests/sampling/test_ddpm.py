@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import torch
-from helpers import PointOracle, helix_trace
-from torch import nn
+from helpers import GraphFreeDenoiser, PointOracle, as_denoiser, helix_trace
 from torch.testing import assert_close
 
 from genie.diffusion import DiffusionSchedule
@@ -23,8 +22,8 @@ def test_oracle_sampling_recovers_the_target_for_mixed_lengths():
 def test_sample_regenerates_alone_and_seeds_matter():
     sched = DiffusionSchedule(num_timesteps=50)
 
-    class Shrink(nn.Module):  # a fixed, non-trivial denoiser
-        def forward(self, x, t, mask):
+    class Shrink(GraphFreeDenoiser):  # a fixed, non-trivial denoiser
+        def denoise(self, x, t, mask):
             return 0.3 * x * mask[..., None]
 
     batch, _ = ddpm_sample(Shrink(), sched, [5, 9, 6], [11, 22, 33], temperature=1.0)
@@ -37,6 +36,6 @@ def test_sample_regenerates_alone_and_seeds_matter():
 def test_trajectory_kept_every_k_steps():
     sched = DiffusionSchedule(num_timesteps=20)
     _, traj = ddpm_sample(
-        lambda x, t, m: 0 * x, sched, [4], [0], temperature=0.5, trajectory_every=5
+        as_denoiser(lambda x, t, m: 0 * x), sched, [4], [0], temperature=0.5, trajectory_every=5
     )
     assert len(traj[0]) == 4 and traj[0][0].shape == (4, 3)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SPARSE_TINY, randomize_
+from helpers import SPARSE_TINY, as_denoiser, randomize_
 from torch import nn
 from torch.testing import assert_close
 
 from genie.config import load_config
 from genie.diffusion import DiffusionSchedule
-from genie.model.denoiser import build_denoiser
+from genie.model.build import build_denoiser
 from genie.sampling.chains import ChainBatch
 from genie.sampling.ddim import DDIMSampler
 from genie.sampling.ddpm import DDPMSampler
@@ -65,23 +65,23 @@ def test_graph_rebuilt_every_n_steps_from_the_current_coordinates(frequency):
         assert torch.equal(graph.coords, model.inputs[step])  # built from that step's x_t
 
 
-def test_models_without_graphs_are_called_with_three_arguments():
+def test_models_without_graphs_get_no_graph():
     sched = DiffusionSchedule(num_timesteps=5)
     calls = []
 
-    def model(x, t, mask):
+    def denoise(x, t, mask):
         calls.append(t.tolist())
         return 0 * x
 
     sampler = DDIMSampler(schedule=sched, stride=2, eta=0.0, temperature=1.0)
-    reverse_process(model, sampler, ChainBatch(lengths=[3, 5], seeds=[0, 1]))
+    reverse_process(as_denoiser(denoise), sampler, ChainBatch(lengths=[3, 5], seeds=[0, 1]))
     assert calls == [[5, 5], [3, 3], [1, 1]]
 
 
 def test_trajectory_frames_every_k_steps_end_at_the_result():
     sched = DiffusionSchedule(num_timesteps=20)
     out = reverse_process(
-        lambda x, t, m: 0.1 * x,
+        as_denoiser(lambda x, t, m: 0.1 * x),
         DDPMSampler(schedule=sched, temperature=0.5),
         ChainBatch(lengths=[4, 7], seeds=[0, 1]),
         trajectory_every=6,
@@ -119,7 +119,7 @@ def test_cuda_cache_cleared_every_n_steps(monkeypatch):
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: cleared.append(1))
     sched = DiffusionSchedule(num_timesteps=12)
     reverse_process(
-        lambda x, t, m: 0.1 * x,
+        as_denoiser(lambda x, t, m: 0.1 * x),
         DDPMSampler(schedule=sched, temperature=0.5),
         ChainBatch(lengths=[8], seeds=[0], device="cuda"),
         clear_cache_every=5,
@@ -146,9 +146,8 @@ def test_real_sparse_model_reuses_its_graph_exactly():
             )  # fmt: skip
         return out
 
-    def self_built(x, t, mask):  # no build_graph attribute: the model builds its own graph
-        return model(x, t, mask)
-
+    # graph-free to the loop: the model builds its own graph inside every forward
+    self_built = as_denoiser(lambda x, t, mask: model(x, t, mask))
     reused, own, stale = run(model), run(self_built), run(model, frequency=4)
     for a, b in zip(reused.coords, own.coords, strict=True):
         assert_close(a, b, rtol=0, atol=1e-5)

@@ -89,7 +89,7 @@ def test_a_failure_only_warns_and_state_is_restored(tmp_path, tiny_module, monke
         assert not tiny_module.training and not torch.is_grad_enabled()
         raise RuntimeError("no pictures today")
 
-    monkeypatch.setattr(pictures, "sample_backbones", broken)
+    monkeypatch.setattr(pictures, "sample_traces", broken)
     tiny_module.model.eval()  # a submodule's own mode must survive too
     states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
     callback = SamplePictures(every_n_epochs=1, count=1, length=8, skip_steps=20, seed=0)

@@ -13,15 +13,14 @@ from torch.nn import functional as F
 from torch.testing import assert_close
 
 from genie.config import load_config
-from genie.model.denoiser import build_denoiser
-from genie.model.pair_representation import PairFactors
+from genie.model.build import build_denoiser, layer_checkpointing
+from genie.model.representations import PairFactors
 from genie.utils.checkpointing import (
     AdaptiveCheckpointing,
     LayerCheckpointing,
     SelectiveCheckpointing,
     UniformCheckpointing,
     largest_covering,
-    layer_checkpointing,
     length_bucket,
     recompute_disabled,
     saved_bytes,

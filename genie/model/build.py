@@ -1,0 +1,368 @@
+"""The model builder: the one module of :mod:`genie.model` that reads the config.
+
+Every model toggle of :class:`~genie.config.GenieConfig` is interpreted here, once, and turned
+into keyword arguments of the parts; the parts never see the config. ``docs/ARCHITECTURE.md``
+lists every key with the function below that reads it.
+
+    s       = SingleFeatureNet(residue index, t)                    _single_features
+    encoder = Dense | Factor | Sparse PairEncoder                  _pair_encoder
+              (features, PairStack of that representation's layers)
+    attn    = IPA | FlashIPA | FlashIPA + local edge attention      _attention
+    trunk   = StructureNet(structure layers around attn, mHC)       _structure_net
+
+One layer-checkpointing policy and one weight-sharing rule serve every stack of a model.
+Parts are constructed in a fixed order (single features, pair encoder, structure), so a seed
+gives the same initial weights as in every earlier version of this builder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+
+from torch import nn
+
+from genie.config import GenieConfig
+from genie.model.denoiser import GenieDenoiser
+from genie.model.dense.encoder import DensePairEncoder
+from genie.model.dense.features import PairFeatureNet
+from genie.model.dense.layer import PairTransformLayer
+from genie.model.factor.encoder import FactorPairEncoder
+from genie.model.factor.environment import KnnEnvironmentFeatures
+from genie.model.factor.features import PairFactorNet
+from genie.model.factor.layer import FactorPairLayer
+from genie.model.layers.single_features import SingleFeatureNet
+from genie.model.layers.transition import Transition
+from genie.model.protocols import PairEncoder, StructureAttention
+from genie.model.sharing import LayerSharing
+from genie.model.sparse.encoder import SparsePairEncoder
+from genie.model.sparse.features import EdgeFeatureNet, EdgePooling
+from genie.model.sparse.layer import SparsePairLayer
+from genie.model.stack import PairStack
+from genie.model.structure.flash_ipa import FlashIPA
+from genie.model.structure.hyper_connections import HyperConnectionOptions
+from genie.model.structure.hyper_layer import HyperStructureLayer
+from genie.model.structure.ipa import InvariantPointAttention
+from genie.model.structure.layer import StructureLayer
+from genie.model.structure.local_attention import LocalEdgeAttention, SparseFlashIPA
+from genie.model.structure.stack import StructureNet
+from genie.utils.checkpointing import (
+    AdaptiveCheckpointing,
+    LayerCheckpointing,
+    SelectiveCheckpointing,
+    UniformCheckpointing,
+)
+
+log = logging.getLogger(__name__)
+
+
+def build_denoiser(cfg: GenieConfig) -> GenieDenoiser:
+    """The denoiser a config describes (its parameter count is logged)."""
+    single = _single_features(cfg)
+    checkpointing = layer_checkpointing(cfg)  # one policy for every stack
+    sharing = layer_sharing(cfg)
+    pair_encoder, c_pair = _pair_encoder(cfg, checkpointing, sharing)
+    structure = _structure_net(cfg, c_pair, checkpointing, sharing)
+    model = GenieDenoiser(single_features=single, pair_encoder=pair_encoder, structure=structure)
+    log.info("model: %s distinct trainable parameters", f"{model.num_parameters():,}")
+    return model
+
+
+# --- toggles that other keys switch on by default ------------------------------------------------
+
+
+def uses_knn_environment_features(cfg: GenieConfig) -> bool:
+    """``useKnnEnvironmentFeatures`` (None: on for FlashIPA models on factorised pairs)."""
+    if cfg.useKnnEnvironmentFeatures is None:
+        return cfg.useFlashMode and cfg.useFactorizedPairs
+    return cfg.useKnnEnvironmentFeatures
+
+
+def uses_factor_transitions(cfg: GenieConfig) -> bool:
+    """``useFactorTransitions`` (None: on for FlashIPA models)."""
+    if cfg.useFactorTransitions is None:
+        return cfg.useFlashMode
+    return cfg.useFactorTransitions
+
+
+# --- shared policies ---------------------------------------------------------------------------
+
+
+def layer_checkpointing(cfg: GenieConfig) -> LayerCheckpointing:
+    """``useGradientCheckpointing``, ``checkpointingStrategy``, ``checkpointEveryNLayers``,
+    ``checkpointModules``, ``adaptiveCheckpointFraction``."""
+    if not cfg.useGradientCheckpointing:
+        return LayerCheckpointing()
+    strategy = cfg.checkpointingStrategy
+    if strategy == "uniform":
+        return UniformCheckpointing(every=cfg.checkpointEveryNLayers)
+    if strategy == "selective":
+        return SelectiveCheckpointing(kinds=cfg.checkpointModules)
+    return AdaptiveCheckpointing(fraction=cfg.adaptiveCheckpointFraction)
+
+
+def layer_sharing(cfg: GenieConfig) -> LayerSharing:
+    """``useModelCompression``, ``compressionStrategy``, ``compressionRatio``."""
+    if not cfg.useModelCompression:
+        return LayerSharing()
+    return LayerSharing(strategy=cfg.compressionStrategy, ratio=cfg.compressionRatio)
+
+
+# --- single features and pair encoders ---------------------------------------------------------
+
+
+def _single_features(cfg: GenieConfig) -> SingleFeatureNet:
+    return SingleFeatureNet(
+        c_s=cfg.singleFeatureDimension,
+        c_pos_emb=cfg.positionalEmbeddingDimension,
+        c_timestep_emb=cfg.timestepEmbeddingDimension,
+    )
+
+
+def _pair_encoder(
+    cfg: GenieConfig, checkpointing: LayerCheckpointing, sharing: LayerSharing
+) -> tuple[PairEncoder, int]:
+    """The encoder of the pair representation (``useSparseKNN``, ``useFactorizedPairs``, else
+    dense) and the channel count of the pairs the structure stack reads."""
+    if cfg.useSparseKNN:
+        return _sparse_encoder(cfg, checkpointing, sharing), cfg.pairFactorDim
+    if cfg.useFactorizedPairs:
+        return _factor_encoder(cfg, checkpointing, sharing), cfg.pairFactorDim
+    return _dense_encoder(cfg, checkpointing, sharing), cfg.pairFeatureDimension
+
+
+def _triangle_ops(cfg: GenieConfig) -> tuple[bool, bool]:
+    """``includeTriangularMultiplicativeUpdate``, ``includeTriangularAttention``."""
+    return cfg.includeTriangularMultiplicativeUpdate, cfg.includeTriangularAttention
+
+
+def _pair_stack(
+    make_layer: Callable[[bool], nn.Module],
+    *,
+    n_layers: int,
+    n_triangle_layers: int,
+    checkpointing: LayerCheckpointing,
+    sharing: LayerSharing,
+) -> PairStack:
+    """``n_layers`` layers, the first ``n_triangle_layers`` of them (capped at ``n_layers``)
+    built with their triangle operations."""
+    layers = sharing.triangle_layers(
+        make_layer, n_layers=n_layers, n_triangle_layers=min(n_triangle_layers, n_layers)
+    )
+    return PairStack(layers=layers, checkpointing=checkpointing)
+
+
+def _dense_encoder(
+    cfg: GenieConfig, checkpointing: LayerCheckpointing, sharing: LayerSharing
+) -> DensePairEncoder:
+    """Genie's pairs: every layer carries the triangle operations (``numTriangleLayers`` is a
+    key of the factorised and sparse stacks)."""
+    c_p = cfg.pairFeatureDimension
+    mul, att = _triangle_ops(cfg)
+    features = PairFeatureNet(
+        c_s=cfg.singleFeatureDimension, c_p=c_p, relpos_k=cfg.relativePositionK,
+        template_type=cfg.templateType,
+    )  # fmt: skip
+
+    def make_layer(with_triangles: bool) -> PairTransformLayer:
+        return PairTransformLayer(
+            c_p=c_p, triangle_mul=mul and with_triangles, triangle_att=att and with_triangles,
+            c_hidden_mul=cfg.triangularMultiplicativeHiddenDimension,
+            c_hidden_att=cfg.triangularAttentionHiddenDimension,
+            n_heads_att=cfg.triangularAttentionNumHeads, dropout=cfg.triangularDropout,
+            transition_n=cfg.pairTransitionN, chunk_size=cfg.triangleChunkSize,
+            axial=cfg.useAxialAttention, axial_row_chunk_size=cfg.axialRowChunkSize,
+            axial_col_chunk_size=cfg.axialColChunkSize,
+        )  # fmt: skip
+
+    n_layers = cfg.numPairTransformLayers
+    stack = _pair_stack(make_layer, n_layers=n_layers, n_triangle_layers=n_layers if mul or att
+                        else 0, checkpointing=checkpointing, sharing=sharing)  # fmt: skip
+    return DensePairEncoder(features=features, stack=stack)
+
+
+def _factor_encoder(
+    cfg: GenieConfig, checkpointing: LayerCheckpointing, sharing: LayerSharing
+) -> FactorPairEncoder:
+    """Stages 1-2: factors, optional k-NN environment features, the factor stack whose first
+    ``numTriangleLayers`` layers carry the triangle ops (``useFactorizedTriangleOps``)."""
+    c_f, rank = cfg.pairFactorDim, cfg.zFactorRank
+    mul, att = _triangle_ops(cfg)
+    knn = None
+    if uses_knn_environment_features(cfg):
+        knn = KnnEnvironmentFeatures(c_out=cfg.singleFeatureDimension)
+    features = PairFactorNet(c_s=cfg.singleFeatureDimension, c_f=c_f, rank=rank, knn=knn)
+
+    def make_layer(with_triangles: bool) -> FactorPairLayer:
+        return FactorPairLayer(
+            c_f=c_f, rank=rank, triangle_mul=mul and with_triangles,
+            triangle_att=att and with_triangles, update_rank=cfg.triangleUpdateRank,
+            c_hidden_att=cfg.triangularAttentionHiddenDimension,
+            n_heads_att=cfg.triangularAttentionNumHeads,
+            attention_chunk_size=cfg.triangleAttentionChunkSize, transition_n=cfg.pairTransitionN,
+        )  # fmt: skip
+
+    n_triangle = cfg.numTriangleLayers if cfg.useFactorizedTriangleOps and (mul or att) else 0
+    stack = _pair_stack(make_layer, n_layers=cfg.numPairTransformLayers,
+                        n_triangle_layers=n_triangle, checkpointing=checkpointing,
+                        sharing=sharing)  # fmt: skip
+    return FactorPairEncoder(features=features, stack=stack, k=cfg.kNeighbors,
+                             strategy=cfg.knnStrategy, knn_chunk_size=cfg.knnChunkSize)  # fmt: skip
+
+
+def _sparse_encoder(
+    cfg: GenieConfig, checkpointing: LayerCheckpointing, sharing: LayerSharing
+) -> SparsePairEncoder:
+    """Stages 3 V2 / 4: edges on the k-NN graph, with factors pooled for FlashIPA. The stack is
+    built before the edge features (the construction order of the weights)."""
+    c_p, c_s = cfg.pairFeatureDimension, cfg.singleFeatureDimension
+    mul, att = _triangle_ops(cfg)
+
+    def make_layer(with_triangles: bool) -> SparsePairLayer:
+        return SparsePairLayer(
+            c_p=c_p, triangle_mul=mul and with_triangles, triangle_att=att and with_triangles,
+            axial=cfg.useAxialAttention, c_hidden_mul=cfg.triangularMultiplicativeHiddenDimension,
+            c_hidden_att=cfg.triangularAttentionHiddenDimension,
+            n_heads_att=cfg.triangularAttentionNumHeads, dropout=cfg.triangularDropout,
+            transition_n=cfg.pairTransitionN, chunk_size=cfg.sparseChunkSize,
+        )  # fmt: skip
+
+    stack = _pair_stack(make_layer, n_layers=cfg.numPairTransformLayers,
+                        n_triangle_layers=cfg.numTriangleLayers if mul or att else 0,
+                        checkpointing=checkpointing, sharing=sharing)  # fmt: skip
+    return SparsePairEncoder(
+        features=EdgeFeatureNet(c_s=c_s, c_p=c_p, relpos_k=cfg.relativePositionK),
+        stack=stack,
+        pooling=EdgePooling(c_s=c_s, c_p=c_p, c_f=cfg.pairFactorDim, rank=cfg.zFactorRank),
+        k=cfg.kNeighbors,
+        strategy=cfg.knnStrategy,
+        knn_chunk_size=cfg.knnChunkSize,
+    )
+
+
+# --- structure stack -----------------------------------------------------------------------------
+
+
+def _attention(cfg: GenieConfig, c_pair: int) -> Callable[[], StructureAttention]:
+    """A function that builds one structure layer's attention: FlashIPA over the pair factors
+    (``useFlashMode``; with ``useSparseKNN`` over factors pooled from the edges, plus the local
+    edge attention of ``useLocalEdgeBias``), or dense IPA over dense or factorised pairs
+    (``ipaChunkSize``)."""
+    sizes = dict(
+        c_s=cfg.singleFeatureDimension,
+        c_hidden=cfg.ipaHiddenDimension,
+        n_heads=cfg.structureEncoderHeads,
+        n_qk_points=cfg.ipaNumQkPoints,
+        n_v_points=cfg.ipaNumVPoints,
+    )
+    if not cfg.useFlashMode:
+        return lambda: InvariantPointAttention(c_p=c_pair, chunk_size=cfg.ipaChunkSize, **sizes)
+
+    def flash() -> FlashIPA:
+        return FlashIPA(
+            c_f=c_pair, rank=cfg.zFactorRank, qk_dtype=cfg.flashQKDtype,
+            backend=cfg.flashBackend, use_fa3=cfg.useFlashAttn3, **sizes,
+        )  # fmt: skip
+
+    if not cfg.useSparseKNN:
+        return flash
+
+    def sparse() -> SparseFlashIPA:
+        local = None  # built before FlashIPA (the construction order of the weights)
+        if cfg.useLocalEdgeBias:
+            local = LocalEdgeAttention(
+                c_s=sizes["c_s"], c_p=cfg.pairFeatureDimension, c_hidden=sizes["c_hidden"],
+                n_heads=sizes["n_heads"],
+                spatial_range=cfg.spatialBiasRange if cfg.useSpatialBias else None,
+            )  # fmt: skip
+        return SparseFlashIPA(flash=flash(), local=local, chunk_size=cfg.sparseChunkSize)
+
+    return sparse
+
+
+def _structure_net(
+    cfg: GenieConfig, c_pair: int, checkpointing: LayerCheckpointing, sharing: LayerSharing
+) -> StructureNet:
+    """``structureEncoderDepth`` layers (mHC hyper-connections with ``useMHCMode``), applied
+    ``numStructureBlocks`` times, with factor transitions between them
+    (``useFactorTransitions``); the transitions share weights with the layers' grouping."""
+    n_layers = cfg.structureEncoderDepth
+    transitions = None
+    if uses_factor_transitions(cfg):
+        transitions = sharing.layers(
+            lambda i: Transition(c=c_pair, expansion=cfg.pairTransitionN), n_layers - 1
+        )
+    make_attention = _attention(cfg, c_pair)
+    layer_sizes = dict(
+        c_s=cfg.singleFeatureDimension,
+        ipa_dropout=cfg.ipaDropout,
+        n_transition_layers=cfg.numStructureTransitionLayers,
+        transition_dropout=cfg.structureTransitionDropout,
+    )
+    hyper = None
+    if cfg.useMHCMode:
+        hyper = HyperConnectionOptions(expansion_rate=cfg.mhcExpansionRate,
+                                       sinkhorn_iters=cfg.mhcSinkhornIters,
+                                       alpha_init=cfg.mhcAlphaInit)  # fmt: skip
+
+        def make_layer(i: int) -> nn.Module:
+            return HyperStructureLayer(ipa=make_attention(), hyper=hyper, layer_index=i,
+                                       **layer_sizes)  # fmt: skip
+    else:
+
+        def make_layer(i: int) -> nn.Module:
+            return StructureLayer(ipa=make_attention(), **layer_sizes)
+
+    return StructureNet(
+        layers=sharing.layers(make_layer, n_layers),
+        c_p=c_pair,
+        n_blocks=cfg.numStructureBlocks,
+        expansion_rate=hyper.expansion_rate if hyper else None,
+        factor_transitions=transitions,
+        checkpointing=checkpointing,
+    )
+
+
+# --- a named model -------------------------------------------------------------------------------
+
+
+class mHCFlashDenoiser(GenieDenoiser):  # noqa: N801 - the name users import
+    """The Genie denoiser with FlashIPA and mHC hyper-connections both on.
+
+        from genie.model import mHCFlashDenoiser
+        model = mHCFlashDenoiser()                                 # defaults of GenieConfig
+        model = mHCFlashDenoiser(load_config("configs/train_mhc_flash.config"))
+        model = mHCFlashDenoiser(mhcExpansionRate=2, zFactorRank=1)  # any config key
+
+    It is :func:`build_denoiser` of the config with ``useFactorizedPairs``, ``useFlashMode`` and
+    ``useMHCMode`` forced on (the two toggles stay independent in configs) and, unless given,
+    ``includeTriangularMultiplicativeUpdate`` off; factorised triangle operations are switched on
+    whenever triangle updates are asked for.
+    """
+
+    def __init__(self, config: GenieConfig | None = None, **overrides):
+        """
+        Args:
+            config: a training config (its other keys are kept); None = all defaults.
+            overrides: config keys to change, e.g. ``mhcExpansionRate=2``.
+        """
+        changes = dict(
+            useFactorizedPairs=True,
+            useFlashMode=True,
+            useMHCMode=True,
+            includeTriangularMultiplicativeUpdate=overrides.pop(
+                "includeTriangularMultiplicativeUpdate", False
+            ),
+            **overrides,
+        )
+        if changes["includeTriangularMultiplicativeUpdate"]:
+            changes.setdefault("useFactorizedTriangleOps", True)
+        cfg = dataclasses.replace(config or GenieConfig(), **changes)  # re-validated
+        built = build_denoiser(cfg)
+        super().__init__(
+            single_features=built.single_features,
+            pair_encoder=built.pair_encoder,
+            structure=built.structure,
+        )
+        self.config = cfg
