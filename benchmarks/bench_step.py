@@ -130,7 +130,7 @@ def synthetic_trace(length: int, seed: int = 0) -> np.ndarray:
     """Build a seeded, centred, protein-like Cα trace with 3.8 Å steps.
 
     Helix, strand and coil segments are grown residue by residue from internal coordinates (an
-    O(L) loop run once per benchmark process; 16k residues take about a second).
+    O(L) loop, run once per benchmark process).
 
     Args:
         length: number of residues L (≥ 1).
