@@ -20,7 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_step import synthetic_trace  # noqa: E402
+from benchmarks.bench_data import synthetic_trace  # noqa: E402
 from genie.config import load_config  # noqa: E402
 from genie.training.module import GenieModule  # noqa: E402
 from genie.utils.runtime import apply_runtime_settings  # noqa: E402
