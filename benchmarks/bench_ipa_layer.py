@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_step import synthetic_trace  # noqa: E402
+from benchmarks.bench_data import synthetic_trace  # noqa: E402
 from genie.geometry import frenet_serret_frames  # noqa: E402
 from genie.model.representations import DensePair, PairFactors  # noqa: E402
 from genie.model.structure.flash_ipa import FlashIPA  # noqa: E402

@@ -20,17 +20,18 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_step import synthetic_trace  # noqa: E402
+from benchmarks.bench_data import synthetic_trace  # noqa: E402
 from genie.config import load_config  # noqa: E402
+from genie.config.cli import add_config_arguments  # noqa: E402
 from genie.training.module import GenieModule  # noqa: E402
+from genie.training.precision import autocast_dtype  # noqa: E402
 from genie.utils.runtime import apply_runtime_settings  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", required=True)
+    add_config_arguments(parser, what="training")
     parser.add_argument("--length", type=int, required=True)
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument(
         "--sort", default="cuda_time_total", help="profiler column, e.g. self_cpu_time_total"
@@ -43,12 +44,11 @@ def main() -> None:
     coords = torch.as_tensor(synthetic_trace(args.length, seed=0), dtype=torch.float32)
     batch = {"coords": coords[None].cuda(), "mask": torch.ones(1, args.length, device="cuda")}
 
-    autocast_dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(cfg.precision)
-    use_autocast = cfg.useMixedPrecision and autocast_dtype is not None
+    dtype = autocast_dtype(use_mixed_precision=cfg.useMixedPrecision, precision=cfg.precision)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=autocast_dtype or torch.float32, enabled=use_autocast):
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
             loss = module.compute_loss(batch)
         loss.backward()
         optimizer.step()

@@ -6,6 +6,8 @@
 Trains the config twice from the same seed on the same batches — once as it is (mHC on), once
 with ``useMHCMode False`` — without gradient clipping, and records the loss and the gradient norm
 of every step. A plain loop (no Lightning) keeps the two runs identical except for the toggle.
+Both run under the config's autocast (``genie.training.precision.autocast_dtype``); the loop has
+no GradScaler, so ``precision 16`` runs fp16 autocast unscaled.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genie.config import load_config  # noqa: E402
+from genie.config.cli import add_config_arguments  # noqa: E402
 from genie.training.module import GenieModule  # noqa: E402
+from genie.training.precision import autocast_dtype  # noqa: E402
 from genie.training.run import build_datamodule  # noqa: E402
 from genie.utils.runtime import apply_runtime_settings  # noqa: E402
 
@@ -31,12 +35,12 @@ def run(cfg, batches, *, lr: float, device) -> dict:
     module = GenieModule(cfg).to(device).train()
     opt = torch.optim.AdamW(module.parameters(), lr=lr)
     losses, norms = [], []
-    dtype = torch.bfloat16 if cfg.useMixedPrecision and cfg.precision == "bf16" else None
+    dtype = autocast_dtype(use_mixed_precision=cfg.useMixedPrecision, precision=cfg.precision)
     for step, batch in enumerate(batches):
         torch.manual_seed(cfg.seed * 1000 + step)  # same timesteps and noise in both runs
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = module.compute_loss(batch)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(module.parameters(), float("inf"))
@@ -49,11 +53,10 @@ def run(cfg, batches, *, lr: float, device) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", required=True)
+    add_config_arguments(parser, what="training")
     parser.add_argument("--data", required=True)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", required=True)
     parser.add_argument("--plot")
     args = parser.parse_args()

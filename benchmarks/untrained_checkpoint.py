@@ -22,14 +22,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from genie.config import load_config  # noqa: E402
+from genie.config.cli import add_config_arguments  # noqa: E402
 from genie.training.module import GenieModule  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="training .config file")
+    add_config_arguments(parser, what="training")
     parser.add_argument("out", help="checkpoint to write (.ckpt)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
     args = parser.parse_args()
     cfg = load_config(args.config, args.overrides)
     pl.seed_everything(cfg.seed, verbose=False)

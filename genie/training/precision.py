@@ -1,9 +1,11 @@
-"""Mixed precision: the config's choice as a Lightning precision, and a watch on skipped steps.
+"""Mixed precision: the config's choice as a Lightning precision or an autocast dtype, and a watch
+on skipped steps.
 
 ``useMixedPrecision`` + ``precision`` map to Lightning's ``16-mixed`` (fp16 autocast with a
-GradScaler), ``bf16-mixed`` (bf16 autocast, no scaler) or ``32-true``. Numerically fragile
-reductions stay in fp32 under autocast: the losses (ε̂ is upcast, distances are computed with
-autocast off), LayerNorm and softmax (autocast runs them in fp32), the IPA logits (upcast in
+GradScaler), ``bf16-mixed`` (bf16 autocast, no scaler) or ``32-true``; code that runs its own
+steps without Lightning (the benchmarks) gets the matching ``torch.autocast`` dtype. Numerically
+fragile reductions stay in fp32 under autocast: the losses (ε̂ is upcast, distances are computed
+with autocast off), LayerNorm and softmax (autocast runs them in fp32), the IPA logits (upcast in
 ``genie.model.structure.ipa``).
 
 Under ``16-mixed`` the GradScaler multiplies the loss by a scale before backward and skips the
@@ -20,6 +22,7 @@ import pytorch_lightning as pl
 import torch
 
 PRECISIONS = {"16": "16-mixed", "bf16": "bf16-mixed", "32": "32-true"}
+AUTOCAST_DTYPES = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16, "32-true": None}
 
 
 def lightning_precision(*, use_mixed_precision: bool, precision: str) -> str:
@@ -35,6 +38,23 @@ def lightning_precision(*, use_mixed_precision: bool, precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision '{precision}' (allowed: {', '.join(PRECISIONS)})")
     return PRECISIONS[precision] if use_mixed_precision else "32-true"
+
+
+def autocast_dtype(*, use_mixed_precision: bool, precision: str) -> torch.dtype | None:
+    """``(useMixedPrecision, precision)`` -> the dtype of ``torch.autocast``, as Lightning's
+    plugin for :func:`lightning_precision` of the same keys uses it.
+
+    Args:
+        use_mixed_precision: train under autocast (False: None whatever ``precision``).
+        precision: ``16``, ``bf16`` or ``32``.
+
+    Returns:
+        ``torch.float16`` (``16``; the step then needs a GradScaler), ``torch.bfloat16``
+        (``bf16``) or None (``32`` or mixed precision off: no autocast, full fp32).
+    """
+    return AUTOCAST_DTYPES[
+        lightning_precision(use_mixed_precision=use_mixed_precision, precision=precision)
+    ]
 
 
 def grad_scaler(trainer: pl.Trainer) -> torch.amp.GradScaler | None:

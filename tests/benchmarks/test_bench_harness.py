@@ -26,6 +26,7 @@ def _load(name: str):
     return module
 
 
+bench_data = _load("bench_data")
 bench_step = _load("bench_step")
 report = _load("report")
 quality_report = _load("quality_report")
@@ -42,7 +43,7 @@ def _spacing(x: np.ndarray) -> np.ndarray:
 
 
 def test_synthetic_trace_has_3_8_angstrom_steps_and_is_centred():
-    x = bench_step.synthetic_trace(300, seed=7)
+    x = bench_data.synthetic_trace(300, seed=7)
     assert x.shape == (300, 3) and x.dtype == np.float32
     np.testing.assert_allclose(_spacing(x), 3.8, atol=1e-4)
     np.testing.assert_allclose(x.mean(axis=0), 0.0, atol=1e-4)
@@ -52,20 +53,20 @@ def test_synthetic_trace_has_3_8_angstrom_steps_and_is_centred():
 
 
 def test_synthetic_trace_is_seeded():
-    a, b = bench_step.synthetic_trace(64, seed=1), bench_step.synthetic_trace(64, seed=1)
+    a, b = bench_data.synthetic_trace(64, seed=1), bench_data.synthetic_trace(64, seed=1)
     np.testing.assert_array_equal(a, b)
-    assert not np.allclose(a, bench_step.synthetic_trace(64, seed=2))
+    assert not np.allclose(a, bench_data.synthetic_trace(64, seed=2))
 
 
 @pytest.mark.parametrize("length", [1, 2, 3, 4])
 def test_synthetic_trace_handles_tiny_lengths(length):
-    x = bench_step.synthetic_trace(length)
+    x = bench_data.synthetic_trace(length)
     assert x.shape == (length, 3) and np.isfinite(x).all()
     np.testing.assert_allclose(_spacing(x), 3.8, atol=1e-4)
 
 
 def _dataset(tmp_path: Path, sizes=(30, 50, 20)) -> tuple[Path, list[np.ndarray]]:
-    chains = [bench_step.synthetic_trace(n, seed=10 + i) + 40.0 * i for i, n in enumerate(sizes)]
+    chains = [bench_data.synthetic_trace(n, seed=10 + i) + 40.0 * i for i, n in enumerate(sizes)]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     path = tmp_path / "chains.npz"
     np.savez(path, coords=np.concatenate(chains).astype(np.float32), offsets=offsets)
@@ -74,8 +75,8 @@ def _dataset(tmp_path: Path, sizes=(30, 50, 20)) -> tuple[Path, list[np.ndarray]
 
 def test_crop_from_a_chain_long_enough_is_a_window_of_it(tmp_path):
     path, chains = _dataset(tmp_path)
-    loaded = bench_step.load_chains(path)
-    window, joins = bench_step.crop_chain(loaded, 45, np.random.default_rng(0))
+    loaded = bench_data.load_chains(path)
+    window, joins = bench_data.crop_chain(loaded, 45, np.random.default_rng(0))
     assert joins == 0 and window.shape == (45, 3)
     np.testing.assert_allclose(window.mean(axis=0), 0.0, atol=1e-4)
     source = chains[1]  # the only chain with >= 45 residues
@@ -89,8 +90,8 @@ def test_crop_from_a_chain_long_enough_is_a_window_of_it(tmp_path):
 
 def test_crop_longer_than_any_chain_joins_chains_at_3_8_angstrom(tmp_path):
     path, _ = _dataset(tmp_path)
-    loaded = bench_step.load_chains(path)
-    window, joins = bench_step.crop_chain(loaded, 200, np.random.default_rng(3))
+    loaded = bench_data.load_chains(path)
+    window, joins = bench_data.crop_chain(loaded, 200, np.random.default_rng(3))
     assert window.shape == (200, 3)
     assert joins >= 3  # 200 residues need at least four pieces of <= 50
     np.testing.assert_allclose(_spacing(window), 3.8, atol=1e-3)
@@ -99,7 +100,7 @@ def test_crop_longer_than_any_chain_joins_chains_at_3_8_angstrom(tmp_path):
 
 def test_make_batch_from_dataset_has_the_contract_shapes(tmp_path):
     path, _ = _dataset(tmp_path)
-    batch, _ = bench_step.make_batch(64, batch_size=2, seed=0, data=path)
+    batch, _ = bench_data.make_batch(64, batch_size=2, seed=0, data=path)
     assert batch["coords"].shape == (2, 64, 3) and str(batch["coords"].dtype) == "torch.float32"
     assert batch["mask"].shape == (2, 64) and bool((batch["mask"] == 1).all())
     assert batch["residue_index"][1].tolist() == list(range(64))
@@ -110,7 +111,7 @@ def test_load_chains_rejects_bad_offsets(tmp_path):
     path = tmp_path / "bad.npz"
     np.savez(path, coords=np.zeros((10, 3), np.float32), offsets=np.array([0, 4, 9]))
     with pytest.raises(ValueError, match="offsets"):
-        bench_step.load_chains(path)
+        bench_data.load_chains(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,8 +156,9 @@ def test_bad_lengths_are_refused():
 
 # A stand-in for the project's genie package with the same API, so the whole parent/child path
 # (train and sample modes, OOM, crash, missing config) runs without the real model. Its module is
-# a plain nn.Module (the harness uses nothing Lightning adds) so that each child starts quickly.
-FAKE_CONFIG = """
+# a plain nn.Module (the harness uses nothing Lightning adds), its config a flat dataclass read
+# from `key value` lines.
+FAKE_CONFIG_PARSER = """
 from __future__ import annotations
 import dataclasses
 from pathlib import Path
@@ -177,11 +179,17 @@ def _value(field, text):
         return text.lower() == "true"
     return {"int": int, "float": float}.get(field.type, str)(text)
 
-def load_config(path, overrides=()):
-    lines = [l.split(None, 1) for l in Path(path).read_text().splitlines() if l.strip()]
-    pairs = [(k, v) for k, v in lines] + [tuple(o.split("=", 1)) for o in overrides]
-    fields = {f.name: f for f in dataclasses.fields(GenieConfig)}
-    return GenieConfig(**{k: _value(fields[k], v) for k, v in pairs})
+def parse_lines(cls, lines, source=None):
+    return dict(l.split(None, 1) for l in lines if l.strip())
+
+def parse_overrides(cls, overrides):
+    return dict(o.split("=", 1) for o in overrides)
+
+def load_config(path, overrides=(), cls=GenieConfig):
+    lines = Path(path).read_text().splitlines()
+    pairs = {**parse_lines(cls, lines), **parse_overrides(cls, overrides)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    return cls(**{k: _value(fields[k], v) for k, v in pairs.items()})
 """
 
 FAKE_MODULE = """
@@ -226,13 +234,20 @@ class GenieModule(torch.nn.Module):
 
 @pytest.fixture
 def fake_repo(tmp_path):
-    """A repository holding a copy of bench_step.py and a fake genie package."""
+    """A repository holding a copy of the step benchmark's scripts and a fake genie package (the
+    real command-line helper and precision mapping, a stand-in config and model)."""
     (tmp_path / "benchmarks").mkdir()
-    shutil.copy(BENCH / "bench_step.py", tmp_path / "benchmarks" / "bench_step.py")
+    for name in ("__init__.py", "bench_step.py", "bench_measure.py", "bench_data.py"):
+        shutil.copy(BENCH / name, tmp_path / "benchmarks" / name)
     for package in ("genie", "genie/config", "genie/training", "genie/utils"):
         (tmp_path / package).mkdir()
         (tmp_path / package / "__init__.py").write_text("")
-    (tmp_path / "genie/config/__init__.py").write_text(FAKE_CONFIG)
+    for real in ("genie/config/cli.py", "genie/training/precision.py"):
+        shutil.copy(REPO / real, tmp_path / real)
+    (tmp_path / "genie/config/parser.py").write_text(FAKE_CONFIG_PARSER)
+    (tmp_path / "genie/config/__init__.py").write_text(
+        "from genie.config.parser import GenieConfig, load_config\n"
+    )
     (tmp_path / "genie/training/module.py").write_text(FAKE_MODULE)
     (tmp_path / "genie/utils/runtime.py").write_text(
         "def apply_runtime_settings(*, matmul_precision):\n    pass\n"
