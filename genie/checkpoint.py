@@ -20,7 +20,7 @@ import torch
 
 from genie.config import ConfigError, GenieConfig, config_from_dict
 from genie.diffusion.schedule import DiffusionSchedule
-from genie.model.build import build_denoiser
+from genie.model.build import build_denoiser, build_schedule
 from genie.model.denoiser import GenieDenoiser
 
 MODEL_PREFIX = "model."  # the denoiser's weights inside the LightningModule's state_dict
@@ -77,5 +77,5 @@ def read_checkpoint(
             f"{path}: the weights do not fit the model of its config ({err})"
         ) from None
     model.to(map_location).eval()
-    schedule = DiffusionSchedule(num_timesteps=config.numTimesteps).to(map_location)
+    schedule = build_schedule(config).to(map_location)
     return TrainedModel(model=model, schedule=schedule, config=config, path=path)

@@ -24,8 +24,10 @@ def cosine_alpha_bar(num_timesteps: int) -> torch.Tensor:
 class DiffusionSchedule(nn.Module):
     """Schedule tables as (non-persistent) buffers ``[T + 1]``, float32, indexed by t."""
 
-    def __init__(self, *, num_timesteps: int):
+    def __init__(self, *, num_timesteps: int, kind: str = "cosine"):
         super().__init__()
+        if kind != "cosine":
+            raise ValueError(f"schedule: unknown {kind!r} (allowed: cosine)")
         self.num_timesteps = num_timesteps
         alpha_bar_closed = cosine_alpha_bar(num_timesteps)
         betas = (1 - alpha_bar_closed[1:] / alpha_bar_closed[:-1]).clamp(0.0, 0.999)

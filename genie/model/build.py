@@ -24,6 +24,7 @@ from collections.abc import Callable
 from torch import nn
 
 from genie.config import GenieConfig
+from genie.diffusion.schedule import DiffusionSchedule
 from genie.model.denoiser import GenieDenoiser
 from genie.model.dense.encoder import DensePairEncoder
 from genie.model.dense.features import PairFeatureNet
@@ -55,6 +56,12 @@ from genie.utils.checkpointing import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def build_schedule(cfg: GenieConfig) -> DiffusionSchedule:
+    """The diffusion schedule the denoiser is trained and sampled with (``numTimesteps``,
+    ``schedule``: cosine, the only one)."""
+    return DiffusionSchedule(num_timesteps=cfg.numTimesteps, kind=cfg.schedule)
 
 
 def build_denoiser(cfg: GenieConfig) -> GenieDenoiser:

@@ -22,12 +22,11 @@ from genie.checkpoint import read_checkpoint
 from genie.config import GenieConfig, config_from_dict
 from genie.diffusion import (
     DEFAULT_CUTOFFS,
-    DiffusionSchedule,
     noise_loss,
     per_chain_distance_loss,
     per_chain_loss,
 )
-from genie.model.build import build_denoiser
+from genie.model.build import build_denoiser, build_schedule
 from genie.model.denoiser import GenieDenoiser
 
 T_BUCKETS = 4  # validation loss is also logged per quarter of the timestep range
@@ -58,7 +57,7 @@ class GenieModule(pl.LightningModule):
         self.config = config
         self.save_hyperparameters({"config": dataclasses.asdict(config)})
         self.model = build_denoiser(config) if model is None else model
-        self.schedule = DiffusionSchedule(num_timesteps=config.numTimesteps)
+        self.schedule = build_schedule(config)
 
     def on_fit_start(self) -> None:
         """Record the model size (logged once by the builder) in TensorBoard: distinct trainable
@@ -158,12 +157,12 @@ class GenieModule(pl.LightningModule):
         terms = self._losses(batch, generator=generator)
         size = batch["coords"].shape[0]
         self._log_terms("val", terms, size=size, sync_dist=True)
-        bucket = ((terms.t - 1) * T_BUCKETS) // self.config.numTimesteps  # [b], 0..T_BUCKETS-1
+        bucket = ((terms.t - 1) * T_BUCKETS) // self.schedule.num_timesteps  # [b], 0..T_BUCKETS-1
         for k in range(T_BUCKETS):
             chosen = bucket == k
             if chosen.any():
-                lo = k * self.config.numTimesteps // T_BUCKETS + 1
-                hi = (k + 1) * self.config.numTimesteps // T_BUCKETS
+                lo = k * self.schedule.num_timesteps // T_BUCKETS + 1
+                hi = (k + 1) * self.schedule.num_timesteps // T_BUCKETS
                 self.log(
                     f"val/loss_t{lo}-{hi}",
                     terms.per_chain[chosen].mean(),

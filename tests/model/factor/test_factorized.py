@@ -195,7 +195,7 @@ def test_no_n_by_n_tensor_in_forward_and_backward():
 
 def test_stage3_config_model_is_se3_equivariant():
     """The model of configs/train_stage3.config (narrowed to test size) rotates ε̂ with x_t."""
-    repo = __import__("pathlib").Path(__file__).resolve().parents[2]
+    repo = __import__("pathlib").Path(__file__).resolve().parents[3]
     small = ["singleFeatureDimension=16", "pairFactorDim=6", "structureEncoderDepth=2",
              "structureEncoderHeads=2", "ipaHiddenDimension=4", "ipaChunkSize=5",
              "ipaDropout=0", "structureTransitionDropout=0"]  # fmt: skip

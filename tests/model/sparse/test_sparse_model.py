@@ -20,7 +20,7 @@ from genie.geometry.graph import KnnGraph
 from genie.geometry.knn import knn_graph
 from genie.model.build import build_denoiser
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 SMALL = SPARSE_TINY
 
 

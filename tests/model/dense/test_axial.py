@@ -20,7 +20,7 @@ from genie.model.dense.layer import PairTransformLayer
 from genie.model.dense.triangle_attention import TriangleAttention
 from genie.model.layers.primitives import pair_mask
 
-BASELINE = Path(__file__).resolve().parents[2] / "configs" / "train_baseline.config"
+BASELINE = Path(__file__).resolve().parents[3] / "configs" / "train_baseline.config"
 NO_DROPOUT = ["triangularDropout=0", "ipaDropout=0", "structureTransitionDropout=0"]
 TINY_BASELINE = [  # train_baseline.config with tiny dimensions (keeps its pair-stack options)
     "singleFeatureDimension=16", "pairFeatureDimension=8", "relativePositionK=4",
