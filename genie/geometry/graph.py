@@ -159,8 +159,8 @@ def gather_edges(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     ``[b, *s, *]`` (zero where the id is −1). Differentiable in ``values``.
 
     One ``index_select`` on the flattened edges: its backward is an atomic ``index_add`` (CUDA's
-    advanced-indexing backward serialises on repeated indices, and every edge is read ~k times:
-    measured 230 ms per call at n = 1,024 on an H100, against < 1 ms)."""
+    advanced-indexing backward serialises on repeated indices, and every edge is read ~k times;
+    docs/BENCHMARKS.md has the step time it cost before commit bb0b63a)."""
     b, n, k = values.shape[:3]
     rest = values.shape[3:]
     flat = values.reshape(b * n * k, *rest)  # [b·n·k, *]

@@ -35,8 +35,9 @@ class EpochSeedCallback(pl.Callback):
         torch.manual_seed(seed)  # seeds CUDA generators too
 
 
-class ThroughputMonitor(pl.Callback):
-    """Log training samples per second and, on GPU, the peak memory of the epoch (GiB)."""
+class SpeedAndMemoryLogger(pl.Callback):
+    """Log training samples per second and, on GPU, the peak memory of the epoch (GiB). (Not
+    Lightning's ``ThroughputMonitor``, which counts FLOPs and needs a fixed batch shape.)"""
 
     def __init__(self) -> None:
         self._start = 0.0

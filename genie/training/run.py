@@ -34,7 +34,7 @@ from genie.config import ConfigError, GenieConfig, config_from_dict, save_config
 from genie.config.cli import add_config_arguments, load_with_defaults
 from genie.config.schema import LOG_SAMPLES_LENGTH
 from genie.data.datamodule import CaDataModule
-from genie.training.callbacks import EpochSeedCallback, ThroughputMonitor
+from genie.training.callbacks import EpochSeedCallback, SpeedAndMemoryLogger
 from genie.training.curriculum import ProgressiveLengthCallback
 from genie.training.module import GenieModule
 from genie.training.pictures import SamplePictures
@@ -104,7 +104,7 @@ def build_callbacks(cfg: GenieConfig) -> list[pl.Callback]:
     (``logSamplesEveryEpochs``, :mod:`genie.training.pictures`)."""
     callbacks: list[pl.Callback] = [
         EpochSeedCallback(cfg.seed),
-        ThroughputMonitor(),
+        SpeedAndMemoryLogger(),
         LearningRateMonitor(logging_interval="step"),
         SkippedStepMonitor(),
     ]
