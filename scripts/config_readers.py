@@ -6,8 +6,9 @@ python scripts/config_readers.py --check  # exit 1 if it is out of date (used by
 
 A read is an attribute ``X.key`` where X is a config: a name annotated ``GenieConfig`` or
 ``SampleConfig`` in its function's signature (or an enclosing function's), ``self.config`` of
-the LightningModule or ``.config`` of a trained model (also through ``cfg = self.config``). Functions that read a config without such an annotation are reported as an
-error, so the table cannot silently miss them.
+the LightningModule or ``.config`` of a trained model (also through ``cfg = self.config``).
+Functions that read a config without such an annotation are reported as an error, so the table
+cannot silently miss them.
 """
 
 from __future__ import annotations
