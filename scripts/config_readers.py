@@ -1,8 +1,5 @@
-"""Regenerate the table of docs/ARCHITECTURE.md that names, for every config key, the functions
-that read it, from the code itself.
-
-python scripts/config_readers.py          # rewrite the table in place
-python scripts/config_readers.py --check  # exit 1 if it is out of date (used by a test)
+"""The table of docs/ARCHITECTURE.md that names, for every config key, the functions that read
+it, found in the code itself (``scripts/config_reference.py`` writes and checks it).
 
 A read is an attribute ``X.key`` where X is a config: a name annotated ``GenieConfig`` or
 ``SampleConfig`` in its function's signature (or an enclosing function's), ``self.config`` of
@@ -13,7 +10,6 @@ cannot silently miss them.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
 import sys
@@ -26,8 +22,6 @@ sys.path.insert(0, str(ROOT))
 from genie.config import GenieConfig, SampleConfig  # noqa: E402
 from genie.config.schema import SAMPLING_MODEL_KEYS  # noqa: E402
 
-DOC = ROOT / "docs" / "ARCHITECTURE.md"
-START, END = "<!-- config-readers:start -->", "<!-- config-readers:end -->"
 CLASSES = {"GenieConfig": GenieConfig, "SampleConfig": SampleConfig}
 CONFIG_NAMES = ("cfg", "config")
 
@@ -115,28 +109,3 @@ def table() -> str:
                          "replaces the checkpoint's GenieConfig key of the same name)"]  # fmt: skip
             rows.append(f"| {name} | `{field.name}` | {'; '.join(where) or 'not read'} |")
     return "\n".join(rows)
-
-
-def render(text: str) -> str:
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{table()}\n{END}{tail}"
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    current = DOC.read_text()
-    wanted = render(current)
-    if args.check:
-        if wanted != current:
-            print("docs/ARCHITECTURE.md is out of date: run python scripts/config_readers.py")
-            return 1
-        return 0
-    DOC.write_text(wanted)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

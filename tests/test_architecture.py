@@ -85,7 +85,7 @@ def test_only_the_builder_of_genie_model_reads_the_config():
 
 
 def test_config_reader_table_is_current_and_complete():
-    script = REPO / "scripts" / "config_readers.py"
+    script = REPO / "scripts" / "config_reference.py"
     result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True,
                             text=True)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

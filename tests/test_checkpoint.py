@@ -55,7 +55,7 @@ def test_sampling_overrides_change_only_the_chunking(sparse_checkpoint):
     chunked = read_checkpoint(path, overrides={"sparseChunkSize": 3, "knnChunkSize": 4}).model
     stack = chunked.pair_encoder.stack
     assert {layer.chunk_size for layer in stack.layers} == {3}
-    assert chunked.pair_encoder.knn_chunk_size == 4
+    assert chunked.pair_encoder.graph_options.chunk_size == 4
     assert {layer.ipa.chunk_size for layer in chunked.structure.layers} == {3}  # local attention
     x, t, mask = denoiser_batch(13, pad_last=2)
     with torch.no_grad():

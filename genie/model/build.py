@@ -29,13 +29,14 @@ from genie.model.denoiser import GenieDenoiser
 from genie.model.dense.encoder import DensePairEncoder
 from genie.model.dense.features import PairFeatureNet
 from genie.model.dense.layer import PairTransformLayer
+from genie.model.encoder import GraphOptions, PairEncoder
 from genie.model.factor.encoder import FactorPairEncoder
 from genie.model.factor.environment import KnnEnvironmentFeatures
 from genie.model.factor.features import PairFactorNet
 from genie.model.factor.layer import FactorPairLayer
 from genie.model.layers.single_features import SingleFeatureNet
 from genie.model.layers.transition import Transition
-from genie.model.protocols import PairEncoder, StructureAttention
+from genie.model.protocols import StructureAttention
 from genie.model.sharing import LayerSharing
 from genie.model.sparse.encoder import SparsePairEncoder
 from genie.model.sparse.features import EdgeFeatureNet, EdgePooling
@@ -139,6 +140,12 @@ def _pair_encoder(
     return _dense_encoder(cfg, checkpointing, sharing), cfg.pairFeatureDimension
 
 
+def _graph_options(cfg: GenieConfig) -> GraphOptions:
+    """The k-NN graph of the encoders that have one (``kNeighbors``, ``knnStrategy``,
+    ``knnChunkSize``)."""
+    return GraphOptions(k=cfg.kNeighbors, strategy=cfg.knnStrategy, chunk_size=cfg.knnChunkSize)
+
+
 def _triangle_ops(cfg: GenieConfig) -> tuple[bool, bool]:
     """``includeTriangularMultiplicativeUpdate``, ``includeTriangularAttention``."""
     return cfg.includeTriangularMultiplicativeUpdate, cfg.includeTriangularAttention
@@ -214,8 +221,8 @@ def _factor_encoder(
     stack = _pair_stack(make_layer, n_layers=cfg.numPairTransformLayers,
                         n_triangle_layers=n_triangle, checkpointing=checkpointing,
                         sharing=sharing)  # fmt: skip
-    return FactorPairEncoder(features=features, stack=stack, k=cfg.kNeighbors,
-                             strategy=cfg.knnStrategy, knn_chunk_size=cfg.knnChunkSize)  # fmt: skip
+    graph = _graph_options(cfg) if knn is not None else None
+    return FactorPairEncoder(features=features, stack=stack, graph=graph)
 
 
 def _sparse_encoder(
@@ -242,9 +249,7 @@ def _sparse_encoder(
         features=EdgeFeatureNet(c_s=c_s, c_p=c_p, relpos_k=cfg.relativePositionK),
         stack=stack,
         pooling=EdgePooling(c_s=c_s, c_p=c_p, c_f=cfg.pairFactorDim, rank=cfg.zFactorRank),
-        k=cfg.kNeighbors,
-        strategy=cfg.knnStrategy,
-        knn_chunk_size=cfg.knnChunkSize,
+        graph=_graph_options(cfg),
     )
 
 

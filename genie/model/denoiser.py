@@ -17,8 +17,8 @@ from torch import nn
 
 from genie.geometry.frames import frenet_serret_frames
 from genie.geometry.graph import KnnGraph
+from genie.model.encoder import PairEncoder
 from genie.model.layers.single_features import SingleFeatureNet
-from genie.model.protocols import PairEncoder
 from genie.model.structure.stack import StructureNet
 
 

@@ -3,58 +3,27 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from torch import Tensor
 
-from genie.geometry.graph import KnnGraph, build_knn_graph
+from genie.geometry.graph import KnnGraph
+from genie.model.encoder import GraphOptions, PairEncoder
 from genie.model.factor.features import PairFactorNet
 from genie.model.representations import PairFactors
 from genie.model.stack import PairStack
 
 
-class FactorPairEncoder(nn.Module):
-    """A :class:`~genie.model.protocols.PairEncoder`; it builds a k-NN graph (``knn``: k,
-    strategy and search chunk) when its features use k-NN environment features."""
+class FactorPairEncoder(PairEncoder):
+    """A :class:`~genie.model.encoder.PairEncoder` whose graph feeds the k-NN environment
+    features: ``graph`` is given exactly when ``features`` has them."""
 
-    def __init__(
-        self,
-        *,
-        features: PairFactorNet,
-        stack: PairStack,
-        k: int,
-        strategy: str,
-        knn_chunk_size: int | None,
-    ):
-        super().__init__()
+    def __init__(self, *, features: PairFactorNet, stack: PairStack, graph: GraphOptions | None):
+        if (graph is None) != (features.knn is None):
+            raise ValueError("FactorPairEncoder: give graph options exactly when the features "
+                             "have k-NN environment features")  # fmt: skip
+        super().__init__(graph=graph)
         self.features, self.stack = features, stack
-        self.k, self.strategy, self.knn_chunk_size = k, strategy, knn_chunk_size
 
-    @property
-    def uses_graph(self) -> bool:
-        return self.features.knn is not None
-
-    def build_graph(
-        self, coords: torch.Tensor, mask: torch.Tensor, residue_index: torch.Tensor
-    ) -> KnnGraph | None:
-        """The ``knnStrategy`` graph of the environment features; None without them."""
-        if not self.uses_graph:
-            return None
-        return build_knn_graph(coords, mask, residue_index, k=self.k, strategy=self.strategy,
-                               chunk_size=self.knn_chunk_size)  # fmt: skip
-
-    def forward(
-        self,
-        s: torch.Tensor,
-        x: torch.Tensor,
-        residue_index: torch.Tensor,
-        mask: torch.Tensor,
-        *,
-        graph: KnnGraph | None = None,
-    ) -> tuple[torch.Tensor, PairFactors]:
-        """See :class:`~genie.model.protocols.PairEncoder`."""
-        if graph is None:
-            graph = self.build_graph(x, mask, residue_index)
-        elif not self.uses_graph:
-            raise ValueError("this factor encoder uses no k-NN graph (build_graph returns None)")
+    def encode(self, s: Tensor, x: Tensor, residue_index: Tensor, mask: Tensor,
+               graph: KnnGraph | None) -> tuple[Tensor, PairFactors]:  # fmt: skip
         s, factors = self.features(s, x, residue_index, mask, graph=graph)  # [b, n, r, c_f] each
         return s, self.stack(factors, mask, n=x.shape[1]).masked(mask)
