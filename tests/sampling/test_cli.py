@@ -13,9 +13,11 @@ import torch
 from helpers import REPO, TINY_MODEL, randomize_
 from torch.testing import assert_close
 
+from genie.checkpoint import read_checkpoint
 from genie.config import SampleConfig, load_config
 from genie.config.cli import load_with_defaults
 from genie.data.structure_io import read_ca_segments
+from genie.sampling import run as sampling_run
 from genie.sampling.run import main
 from genie.training.module import GenieModule
 
@@ -77,6 +79,27 @@ def test_ddim_and_ddpm_differ_and_rerun_regenerates_only_missing_files(checkpoin
     assert run(checkpoint, tmp_path / "ddim", *SAMPLERS["ddim"]) == 0
     assert_close(read(target), ddim, atol=0, rtol=0)
     assert other.stat().st_mtime_ns == stamp
+
+
+def test_chunk_keys_of_the_sampling_config_change_only_the_memory(
+    checkpoint, tmp_path, monkeypatch
+):
+    """triangleChunkSize and ipaChunkSize replace the checkpoint's keys of the same name."""
+    assert run(checkpoint, tmp_path / "plain", *SAMPLERS["ddim"]) == 0
+    built = []
+
+    def reading(path, **kwargs):
+        trained = read_checkpoint(path, **kwargs)
+        built.append(trained.config)
+        return trained
+
+    monkeypatch.setattr(sampling_run, "read_checkpoint", reading)
+    chunks = ["triangleChunkSize=2", "ipaChunkSize=3"]
+    assert run(checkpoint, tmp_path / "chunked", *SAMPLERS["ddim"], *chunks) == 0
+    assert [(c.triangleChunkSize, c.ipaChunkSize) for c in built] == [(2, 3)]
+    for n in (5, 8, 11):
+        plain, chunked = (read(tmp_path / d / f"t_L{n}_0000.pdb") for d in ("plain", "chunked"))
+        assert_close(chunked, plain, atol=2e-3, rtol=0)
 
 
 def test_trajectory_limit_and_fragments(checkpoint, tmp_path, caplog):
