@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from genie.config import GenieConfig, SampleConfig  # noqa: E402
-from genie.config.schema import SAMPLING_MODEL_KEYS  # noqa: E402
+from genie.config.sampling import SAMPLING_MODEL_KEYS  # noqa: E402
 
 CLASSES = {"GenieConfig": GenieConfig, "SampleConfig": SampleConfig}
 CONFIG_NAMES = ("cfg", "config")

@@ -8,7 +8,8 @@ from genie.config.parser import (
     load_sample_config,
     save_config,
 )
-from genie.config.schema import ALIASES, GenieConfig, SampleConfig
+from genie.config.sampling import SampleConfig
+from genie.config.schema import ALIASES, GenieConfig
 
 __all__ = [
     "ALIASES",

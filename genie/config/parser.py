@@ -16,8 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from genie.config.checks import upgrade_stored_config
 from genie.config.fields import ConfigError, check_value, describe_type, parse_value
-from genie.config.schema import ALIASES, GenieConfig, SampleConfig, upgrade_stored_config
+from genie.config.sampling import SampleConfig
+from genie.config.schema import ALIASES, GenieConfig
 
 log = logging.getLogger(__name__)
 C = TypeVar("C")
@@ -134,7 +136,7 @@ def load_sample_config(
 def config_from_dict(cls: type[C], values: Mapping[str, Any], *, source: str = "checkpoint") -> C:
     """Rebuild and re-validate a config from a plain dict (as stored inside a checkpoint; a
     training config written by an earlier version is read in today's meaning,
-    :func:`~genie.config.schema.upgrade_stored_config`)."""
+    :func:`~genie.config.checks.upgrade_stored_config`)."""
     if cls is GenieConfig:
         values = upgrade_stored_config(values)
     fields = _fields(cls)

@@ -1,4 +1,6 @@
-"""The typed training and sampling configurations: every key, its default, type and range.
+"""The typed training configuration: every key, its default, type and range (the sampling
+configuration is in :mod:`genie.config.sampling`, the checks across keys in
+:mod:`genie.config.checks`).
 
 Key names follow Genie's `.config` files (camelCase) so that a key reads the same in a file, on
 the command line (``--set key=value``), in a checkpoint and in code. Genie's own spellings that
@@ -9,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from genie.config.fields import ConfigError, option
+from genie.config.checks import check_compatible
+from genie.config.fields import option
 
 # Genie's spellings (and the seed's) that we accept for our keys, with a one-line notice.
 ALIASES: dict[str, str] = {
@@ -19,17 +22,6 @@ ALIASES: dict[str, str] = {
     "numStructureLayers": "structureEncoderDepth",
     "ipaNumHeads": "structureEncoderHeads",
 }
-
-# Keys of a sampling config that override the model's training keys of the same name.
-SAMPLING_MODEL_KEYS = (
-    "triangleChunkSize",
-    "axialRowChunkSize",
-    "axialColChunkSize",
-    "triangleAttentionChunkSize",
-    "sparseChunkSize",
-    "knnChunkSize",
-    "ipaChunkSize",
-)
 
 LOG_SAMPLES_LENGTH = 128  # residues of the training-time picture samples when not set (at most)
 
@@ -396,197 +388,3 @@ class GenieConfig:
 
     def __post_init__(self) -> None:
         check_compatible(self)
-
-
-def check_compatible(cfg: GenieConfig) -> None:
-    """Checks that involve more than one key (each message names the keys)."""
-    if cfg.minimumNumResidues > cfg.maximumNumResidues:
-        raise ConfigError(
-            f"minimumNumResidues ({cfg.minimumNumResidues}) is larger than maximumNumResidues "
-            f"({cfg.maximumNumResidues})"
-        )
-    triangle_ops = cfg.includeTriangularMultiplicativeUpdate or cfg.includeTriangularAttention
-    if cfg.useFactorizedPairs and triangle_ops and not cfg.useFactorizedTriangleOps:
-        raise ConfigError(
-            "useFactorizedPairs is True but useFactorizedTriangleOps is False: dense triangle "
-            "operations would materialise the n×n pair tensor. Set useFactorizedTriangleOps "
-            "True, or includeTriangularMultiplicativeUpdate and includeTriangularAttention False"
-        )
-    if cfg.useFactorizedTriangleOps and not cfg.useFactorizedPairs:
-        raise ConfigError("useFactorizedTriangleOps needs useFactorizedPairs True")
-    if cfg.useFlashMode and not (cfg.useFactorizedPairs or cfg.useSparseKNN):
-        raise ConfigError(
-            "useFlashMode needs useFactorizedPairs True (or useSparseKNN True): FlashIPA takes "
-            "its pair bias and pair output from pair factors (zFactorRank, pairFactorDim)"
-        )
-    if cfg.useSparseKNN:
-        if cfg.useFactorizedPairs:
-            raise ConfigError(
-                "useSparseKNN and useFactorizedPairs are both True: choose one pair "
-                "representation (sparse k-NN edges or factors)"
-            )
-        if not cfg.useFlashMode:
-            raise ConfigError(
-                "useSparseKNN needs useFlashMode True: the single track attends globally through "
-                "FlashIPA, whose factors are pooled from the edges (dense IPA would need n×n pairs)"
-            )
-    if cfg.useKnnEnvironmentFeatures and not cfg.useFactorizedPairs:
-        raise ConfigError(
-            "useKnnEnvironmentFeatures is a feature of factorised pairs (useFactorizedPairs "
-            "True); sparse pairs (useSparseKNN) see their neighbours through the edges"
-        )
-    if cfg.useFactorTransitions and not (cfg.useFactorizedPairs or cfg.useSparseKNN):
-        raise ConfigError(
-            "useFactorTransitions updates pair factors: it needs useFactorizedPairs True or "
-            "useSparseKNN True (dense pairs have no factors)"
-        )
-    if cfg.useAxialAttention and cfg.useFactorizedPairs:
-        raise ConfigError(
-            "useAxialAttention works on dense pairs or sparse edges (useSparseKNN), not on "
-            "factorised pairs (useFactorizedPairs)"
-        )
-    bad = sorted(set(cfg.checkpointModules) - {"pair", "structure"})
-    if bad:
-        raise ConfigError(
-            f"checkpointModules: unknown kind(s) {', '.join(bad)} (allowed: pair, structure)"
-        )
-    if cfg.useProgressiveTraining:
-        if cfg.progressiveStartLength > cfg.progressiveEndLength:
-            raise ConfigError(
-                f"progressiveStartLength ({cfg.progressiveStartLength}) is larger than "
-                f"progressiveEndLength ({cfg.progressiveEndLength})"
-            )
-        if cfg.progressiveEndLength > cfg.maximumNumResidues:
-            raise ConfigError(
-                f"progressiveEndLength ({cfg.progressiveEndLength}) exceeds maximumNumResidues "
-                f"({cfg.maximumNumResidues}); raise maximumNumResidues or lower the end length"
-            )
-    if cfg.useMHCLoss and len(cfg.mhcWeights) < cfg.mhcNumScales:
-        raise ConfigError(
-            f"mhcWeights has {len(cfg.mhcWeights)} values but mhcNumScales is "
-            f"{cfg.mhcNumScales}: give one weight per scale"
-        )
-
-
-@dataclasses.dataclass
-class SampleConfig:
-    """Everything a sampling run needs; the model itself comes from the checkpoint."""
-
-    name: str = option("samples", "run name, used in output file names")
-    checkpoint: str = option("", "trained model checkpoint (.ckpt) to sample from")
-    outputDirectory: str = option("outputs", "folder for the sampled structures")
-    sampleLengths: list[str] = option(
-        ["64", "128"], "chain lengths: a list (64,128) and/or ranges start-stop:step (64-256:64)"
-    )
-    samplesPerLength: int = option(5, "backbones per length", min=1)
-    batchSize: int = option(4, "backbones sampled together", min=1)
-    seed: int = option(
-        0, "base seed; sample i of length L uses a seed derived from (seed, L, i)", min=0
-    )
-    samplingStrategy: str = option(
-        "ddpm",
-        "ddpm: Genie's ancestral sampler, every timestep; ddim: DDIM (Song et al. 2021) on the "
-        "same model and schedule, strided by skipSteps, stochasticity ddimEta",
-        choices=("ddpm", "ddim"),
-    )
-    skipSteps: int = option(
-        0,
-        "DDIM stride s: the model runs at t = T, T−s, T−2s, … ≥ 1, then steps to 0 (⌈T/s⌉ "
-        "evaluations; T = 1000: 100-200 fast, 500-700 very fast); 0 = every step; must be < T; "
-        "ddpm takes only 0",
-        min=0,
-    )
-    ddimEta: float = option(
-        0.0,
-        "DDIM η: 0 deterministic, 1 the DDPM posterior variance; ddpm takes only 0",
-        min=0,
-        max=1,
-    )
-    temperature: float = option(
-        0.6,
-        "noise scale γ: multiplies the noise injected at each reverse step, both samplers "
-        "(Genie default 0.6; no effect with ddim and ddimEta 0)",
-        min=0,
-    )
-    saveTrajectory: bool = option(
-        False, "also write the reverse trajectory of each chain (NAME.trajectory.npz)"
-    )
-    trajectoryEvery: int = option(10, "keep every N-th reverse step in the trajectory", min=1)
-    trajectoryMaxLength: int = option(
-        2000, "longest chain (residues) whose trajectory is saved; longer ones: warn, skip", min=3
-    )
-    outputFormat: str = option(
-        "auto",
-        "pdb, cif, or auto (PDB up to 9,999 residues, mmCIF above)",
-        choices=("auto", "pdb", "cif"),
-    )
-    saveFragments: bool = option(
-        False,
-        "also write chains longer than fragmentLength as consecutive PDB pieces "
-        "NAME_frag000.pdb, … (no overlap)",
-    )
-    fragmentLength: int = option(5000, "residues per fragment file", min=3, max=9999)
-    device: str = option("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
-    clearCacheEveryNSteps: int = option(
-        0, "torch.cuda.empty_cache() every N reverse steps on CUDA; 0 = never", min=0
-    )
-    knnUpdateFrequency: int = option(
-        1, "k-NN models: rebuild the neighbour graph every N reverse steps, reuse in between", min=1
-    )
-    # Model chunk sizes for sampling (memory only: results equal the unchunked model's up to
-    # rounding); each overrides the training key of the same name stored in the checkpoint.
-    triangleChunkSize: int | None = option(
-        None, "dense pairs: rows per triangle-op chunk while sampling (None = checkpoint's)", min=1
-    )
-    axialRowChunkSize: int | None = option(
-        None, "dense pairs: rows per axial row-attention chunk (None = checkpoint's)", min=1
-    )
-    axialColChunkSize: int | None = option(
-        None, "dense pairs: columns per axial column-attention chunk (None = checkpoint's)", min=1
-    )
-    triangleAttentionChunkSize: int | None = option(
-        None, "factorised pairs: rows per triangle-attention chunk (None = checkpoint's)", min=1
-    )
-    sparseChunkSize: int | None = option(
-        None,
-        "sparse pairs: residues per chunk of the edge operations and local edge attention "
-        "(None = checkpoint's)",
-        min=1,
-    )
-    knnChunkSize: int | None = option(
-        None, "k-NN models: queries per distance block of the search (None = checkpoint's)", min=1
-    )
-    ipaChunkSize: int | None = option(
-        None, "dense IPA: queries per chunk while sampling (None = checkpoint's)", min=1
-    )
-
-    def model_overrides(self) -> dict[str, int]:
-        """The model keys this config sets for sampling (:data:`SAMPLING_MODEL_KEYS`)."""
-        return {k: getattr(self, k) for k in SAMPLING_MODEL_KEYS if getattr(self, k) is not None}
-
-    def __post_init__(self) -> None:
-        if not self.sampleLengths:
-            raise ConfigError("sampleLengths is empty: give at least one length, e.g. 64,128")
-        if self.samplingStrategy == "ddpm":
-            for key, value in (("skipSteps", self.skipSteps), ("ddimEta", self.ddimEta)):
-                if value != 0:
-                    raise ConfigError(
-                        f"{key} = {value} needs samplingStrategy ddim (ddpm visits every "
-                        f"timestep and injects Genie's noise); set samplingStrategy ddim or "
-                        f"{key} 0"
-                    )
-
-
-def upgrade_stored_config(values: dict) -> dict:
-    """A config dict stored by an earlier version, in today's meaning (a copy).
-
-    Before ``useKnnEnvironmentFeatures`` existed (no such key stored), the k-NN environment
-    features of FlashIPA models on factorised pairs searched the coordinate graph whatever
-    ``knnStrategy`` said; such checkpoints get ``knnStrategy coordinate``, which no other part
-    of a factorised model reads.
-    """
-    values = dict(values)
-    legacy = "useKnnEnvironmentFeatures" not in values
-    if legacy and values.get("useFlashMode") and values.get("useFactorizedPairs"):
-        values["knnStrategy"] = "coordinate"
-    return values

@@ -1,0 +1,96 @@
+"""Checks of a training config that involve more than one key, and reading configs stored by
+earlier versions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from genie.config.fields import ConfigError
+
+if TYPE_CHECKING:
+    from genie.config.schema import GenieConfig
+
+
+def check_compatible(cfg: GenieConfig) -> None:
+    """Checks that involve more than one key (each message names the keys)."""
+    if cfg.minimumNumResidues > cfg.maximumNumResidues:
+        raise ConfigError(
+            f"minimumNumResidues ({cfg.minimumNumResidues}) is larger than maximumNumResidues "
+            f"({cfg.maximumNumResidues})"
+        )
+    triangle_ops = cfg.includeTriangularMultiplicativeUpdate or cfg.includeTriangularAttention
+    if cfg.useFactorizedPairs and triangle_ops and not cfg.useFactorizedTriangleOps:
+        raise ConfigError(
+            "useFactorizedPairs is True but useFactorizedTriangleOps is False: dense triangle "
+            "operations would materialise the n×n pair tensor. Set useFactorizedTriangleOps "
+            "True, or includeTriangularMultiplicativeUpdate and includeTriangularAttention False"
+        )
+    if cfg.useFactorizedTriangleOps and not cfg.useFactorizedPairs:
+        raise ConfigError("useFactorizedTriangleOps needs useFactorizedPairs True")
+    if cfg.useFlashMode and not (cfg.useFactorizedPairs or cfg.useSparseKNN):
+        raise ConfigError(
+            "useFlashMode needs useFactorizedPairs True (or useSparseKNN True): FlashIPA takes "
+            "its pair bias and pair output from pair factors (zFactorRank, pairFactorDim)"
+        )
+    if cfg.useSparseKNN:
+        if cfg.useFactorizedPairs:
+            raise ConfigError(
+                "useSparseKNN and useFactorizedPairs are both True: choose one pair "
+                "representation (sparse k-NN edges or factors)"
+            )
+        if not cfg.useFlashMode:
+            raise ConfigError(
+                "useSparseKNN needs useFlashMode True: the single track attends globally through "
+                "FlashIPA, whose factors are pooled from the edges (dense IPA would need n×n pairs)"
+            )
+    if cfg.useKnnEnvironmentFeatures and not cfg.useFactorizedPairs:
+        raise ConfigError(
+            "useKnnEnvironmentFeatures is a feature of factorised pairs (useFactorizedPairs "
+            "True); sparse pairs (useSparseKNN) see their neighbours through the edges"
+        )
+    if cfg.useFactorTransitions and not (cfg.useFactorizedPairs or cfg.useSparseKNN):
+        raise ConfigError(
+            "useFactorTransitions updates pair factors: it needs useFactorizedPairs True or "
+            "useSparseKNN True (dense pairs have no factors)"
+        )
+    if cfg.useAxialAttention and cfg.useFactorizedPairs:
+        raise ConfigError(
+            "useAxialAttention works on dense pairs or sparse edges (useSparseKNN), not on "
+            "factorised pairs (useFactorizedPairs)"
+        )
+    bad = sorted(set(cfg.checkpointModules) - {"pair", "structure"})
+    if bad:
+        raise ConfigError(
+            f"checkpointModules: unknown kind(s) {', '.join(bad)} (allowed: pair, structure)"
+        )
+    if cfg.useProgressiveTraining:
+        if cfg.progressiveStartLength > cfg.progressiveEndLength:
+            raise ConfigError(
+                f"progressiveStartLength ({cfg.progressiveStartLength}) is larger than "
+                f"progressiveEndLength ({cfg.progressiveEndLength})"
+            )
+        if cfg.progressiveEndLength > cfg.maximumNumResidues:
+            raise ConfigError(
+                f"progressiveEndLength ({cfg.progressiveEndLength}) exceeds maximumNumResidues "
+                f"({cfg.maximumNumResidues}); raise maximumNumResidues or lower the end length"
+            )
+    if cfg.useMHCLoss and len(cfg.mhcWeights) < cfg.mhcNumScales:
+        raise ConfigError(
+            f"mhcWeights has {len(cfg.mhcWeights)} values but mhcNumScales is "
+            f"{cfg.mhcNumScales}: give one weight per scale"
+        )
+
+
+def upgrade_stored_config(values: dict) -> dict:
+    """A config dict stored by an earlier version, in today's meaning (a copy).
+
+    Before ``useKnnEnvironmentFeatures`` existed (no such key stored), the k-NN environment
+    features of FlashIPA models on factorised pairs searched the coordinate graph whatever
+    ``knnStrategy`` said; such checkpoints get ``knnStrategy coordinate``, which no other part
+    of a factorised model reads.
+    """
+    values = dict(values)
+    legacy = "useKnnEnvironmentFeatures" not in values
+    if legacy and values.get("useFlashMode") and values.get("useFactorizedPairs"):
+        values["knnStrategy"] = "coordinate"
+    return values

@@ -1,0 +1,128 @@
+"""The typed sampling configuration: every key, its default, type and range; the model itself
+comes from the checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from genie.config.fields import ConfigError, option
+
+# Keys of a sampling config that override the model's training keys of the same name.
+SAMPLING_MODEL_KEYS = (
+    "triangleChunkSize",
+    "axialRowChunkSize",
+    "axialColChunkSize",
+    "triangleAttentionChunkSize",
+    "sparseChunkSize",
+    "knnChunkSize",
+    "ipaChunkSize",
+)
+
+
+@dataclasses.dataclass
+class SampleConfig:
+    """Everything a sampling run needs; the model itself comes from the checkpoint."""
+
+    name: str = option("samples", "run name, used in output file names")
+    checkpoint: str = option("", "trained model checkpoint (.ckpt) to sample from")
+    outputDirectory: str = option("outputs", "folder for the sampled structures")
+    sampleLengths: list[str] = option(
+        ["64", "128"], "chain lengths: a list (64,128) and/or ranges start-stop:step (64-256:64)"
+    )
+    samplesPerLength: int = option(5, "backbones per length", min=1)
+    batchSize: int = option(4, "backbones sampled together", min=1)
+    seed: int = option(
+        0, "base seed; sample i of length L uses a seed derived from (seed, L, i)", min=0
+    )
+    samplingStrategy: str = option(
+        "ddpm",
+        "ddpm: Genie's ancestral sampler, every timestep; ddim: DDIM (Song et al. 2021) on the "
+        "same model and schedule, strided by skipSteps, stochasticity ddimEta",
+        choices=("ddpm", "ddim"),
+    )
+    skipSteps: int = option(
+        0,
+        "DDIM stride s: the model runs at t = T, T−s, T−2s, … ≥ 1, then steps to 0 (⌈T/s⌉ "
+        "evaluations; T = 1000: 100-200 fast, 500-700 very fast); 0 = every step; must be < T; "
+        "ddpm takes only 0",
+        min=0,
+    )
+    ddimEta: float = option(
+        0.0,
+        "DDIM η: 0 deterministic, 1 the DDPM posterior variance; ddpm takes only 0",
+        min=0,
+        max=1,
+    )
+    temperature: float = option(
+        0.6,
+        "noise scale γ: multiplies the noise injected at each reverse step, both samplers "
+        "(Genie default 0.6; no effect with ddim and ddimEta 0)",
+        min=0,
+    )
+    saveTrajectory: bool = option(
+        False, "also write the reverse trajectory of each chain (NAME.trajectory.npz)"
+    )
+    trajectoryEvery: int = option(10, "keep every N-th reverse step in the trajectory", min=1)
+    trajectoryMaxLength: int = option(
+        2000, "longest chain (residues) whose trajectory is saved; longer ones: warn, skip", min=3
+    )
+    outputFormat: str = option(
+        "auto",
+        "pdb, cif, or auto (PDB up to 9,999 residues, mmCIF above)",
+        choices=("auto", "pdb", "cif"),
+    )
+    saveFragments: bool = option(
+        False,
+        "also write chains longer than fragmentLength as consecutive PDB pieces "
+        "NAME_frag000.pdb, … (no overlap)",
+    )
+    fragmentLength: int = option(5000, "residues per fragment file", min=3, max=9999)
+    device: str = option("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
+    clearCacheEveryNSteps: int = option(
+        0, "torch.cuda.empty_cache() every N reverse steps on CUDA; 0 = never", min=0
+    )
+    knnUpdateFrequency: int = option(
+        1, "k-NN models: rebuild the neighbour graph every N reverse steps, reuse in between", min=1
+    )
+    # Model chunk sizes for sampling (memory only: results equal the unchunked model's up to
+    # rounding); each overrides the training key of the same name stored in the checkpoint.
+    triangleChunkSize: int | None = option(
+        None, "dense pairs: rows per triangle-op chunk while sampling (None = checkpoint's)", min=1
+    )
+    axialRowChunkSize: int | None = option(
+        None, "dense pairs: rows per axial row-attention chunk (None = checkpoint's)", min=1
+    )
+    axialColChunkSize: int | None = option(
+        None, "dense pairs: columns per axial column-attention chunk (None = checkpoint's)", min=1
+    )
+    triangleAttentionChunkSize: int | None = option(
+        None, "factorised pairs: rows per triangle-attention chunk (None = checkpoint's)", min=1
+    )
+    sparseChunkSize: int | None = option(
+        None,
+        "sparse pairs: residues per chunk of the edge operations and local edge attention "
+        "(None = checkpoint's)",
+        min=1,
+    )
+    knnChunkSize: int | None = option(
+        None, "k-NN models: queries per distance block of the search (None = checkpoint's)", min=1
+    )
+    ipaChunkSize: int | None = option(
+        None, "dense IPA: queries per chunk while sampling (None = checkpoint's)", min=1
+    )
+
+    def model_overrides(self) -> dict[str, int]:
+        """The model keys this config sets for sampling (:data:`SAMPLING_MODEL_KEYS`)."""
+        return {k: getattr(self, k) for k in SAMPLING_MODEL_KEYS if getattr(self, k) is not None}
+
+    def __post_init__(self) -> None:
+        if not self.sampleLengths:
+            raise ConfigError("sampleLengths is empty: give at least one length, e.g. 64,128")
+        if self.samplingStrategy == "ddpm":
+            for key, value in (("skipSteps", self.skipSteps), ("ddimEta", self.ddimEta)):
+                if value != 0:
+                    raise ConfigError(
+                        f"{key} = {value} needs samplingStrategy ddim (ddpm visits every "
+                        f"timestep and injects Genie's noise); set samplingStrategy ddim or "
+                        f"{key} 0"
+                    )
