@@ -21,6 +21,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from genie.config import GenieConfig
@@ -36,6 +37,7 @@ from genie.model.factor.features import PairFactorNet
 from genie.model.factor.layer import FactorPairLayer
 from genie.model.layers.single_features import SingleFeatureNet
 from genie.model.layers.transition import Transition
+from genie.model.memory import ModelSizes
 from genie.model.protocols import StructureAttention
 from genie.model.sharing import LayerSharing
 from genie.model.sparse.encoder import SparsePairEncoder
@@ -75,6 +77,26 @@ def build_denoiser(cfg: GenieConfig) -> GenieDenoiser:
     model = GenieDenoiser(single_features=single, pair_encoder=pair_encoder, structure=structure)
     log.info("model: %s distinct trainable parameters", f"{model.num_parameters():,}")
     return model
+
+
+def model_sizes(cfg: GenieConfig) -> ModelSizes:
+    """The sizes the memory estimate (:mod:`genie.model.memory`) needs, with the parameter count
+    of the model built on the ``meta`` device (no memory is allocated)."""
+    with torch.device("meta"):
+        parameters = sum(p.numel() for p in build_denoiser(cfg).parameters())
+    representation = (
+        "sparse" if cfg.useSparseKNN else "factor" if cfg.useFactorizedPairs else "dense"
+    )
+    return ModelSizes(
+        representation=representation, parameters=parameters, c_s=cfg.singleFeatureDimension,
+        c_p=cfg.pairFeatureDimension, c_hidden_mul=cfg.triangularMultiplicativeHiddenDimension,
+        pair_layers=cfg.numPairTransformLayers, ipa_heads=cfg.structureEncoderHeads,
+        triangle_layers=_triangle_layer_count(cfg),
+        structure_layers=cfg.structureEncoderDepth * cfg.numStructureBlocks,
+        streams=cfg.mhcExpansionRate if cfg.useMHCMode else 1,
+        ipa_chunk=cfg.ipaChunkSize, dense_ipa=not cfg.useFlashMode, rank=cfg.zFactorRank,
+        c_f=cfg.pairFactorDim, k=cfg.kNeighbors, sparse_chunk=cfg.sparseChunkSize,
+    )  # fmt: skip
 
 
 # --- toggles that other keys switch on by default ------------------------------------------------
@@ -151,6 +173,19 @@ def _triangle_ops(cfg: GenieConfig) -> tuple[bool, bool]:
     return cfg.includeTriangularMultiplicativeUpdate, cfg.includeTriangularAttention
 
 
+def _triangle_layer_count(cfg: GenieConfig) -> int:
+    """Pair layers that carry the triangle operations: every layer of a dense stack, the first
+    ``numTriangleLayers`` of a sparse one or of a factorised one with
+    ``useFactorizedTriangleOps``; none without triangle operations."""
+    mul, att = _triangle_ops(cfg)
+    n_layers = cfg.numPairTransformLayers
+    if not (mul or att) or (cfg.useFactorizedPairs and not cfg.useFactorizedTriangleOps):
+        return 0
+    if cfg.useSparseKNN or cfg.useFactorizedPairs:
+        return min(cfg.numTriangleLayers, n_layers)
+    return n_layers
+
+
 def _pair_stack(
     make_layer: Callable[[bool], nn.Module],
     *,
@@ -159,10 +194,10 @@ def _pair_stack(
     checkpointing: LayerCheckpointing,
     sharing: LayerSharing,
 ) -> PairStack:
-    """``n_layers`` layers, the first ``n_triangle_layers`` of them (capped at ``n_layers``)
-    built with their triangle operations."""
+    """``n_layers`` layers, the first ``n_triangle_layers`` of them built with their triangle
+    operations."""
     layers = sharing.triangle_layers(
-        make_layer, n_layers=n_layers, n_triangle_layers=min(n_triangle_layers, n_layers)
+        make_layer, n_layers=n_layers, n_triangle_layers=n_triangle_layers
     )
     return PairStack(layers=layers, checkpointing=checkpointing)
 
@@ -191,8 +226,8 @@ def _dense_encoder(
         )  # fmt: skip
 
     n_layers = cfg.numPairTransformLayers
-    stack = _pair_stack(make_layer, n_layers=n_layers, n_triangle_layers=n_layers if mul or att
-                        else 0, checkpointing=checkpointing, sharing=sharing)  # fmt: skip
+    stack = _pair_stack(make_layer, n_layers=n_layers, n_triangle_layers=_triangle_layer_count(cfg),
+                        checkpointing=checkpointing, sharing=sharing)  # fmt: skip
     return DensePairEncoder(features=features, stack=stack)
 
 
@@ -217,9 +252,8 @@ def _factor_encoder(
             attention_chunk_size=cfg.triangleAttentionChunkSize, transition_n=cfg.pairTransitionN,
         )  # fmt: skip
 
-    n_triangle = cfg.numTriangleLayers if cfg.useFactorizedTriangleOps and (mul or att) else 0
     stack = _pair_stack(make_layer, n_layers=cfg.numPairTransformLayers,
-                        n_triangle_layers=n_triangle, checkpointing=checkpointing,
+                        n_triangle_layers=_triangle_layer_count(cfg), checkpointing=checkpointing,
                         sharing=sharing)  # fmt: skip
     graph = _graph_options(cfg) if knn is not None else None
     return FactorPairEncoder(features=features, stack=stack, graph=graph)
@@ -243,7 +277,7 @@ def _sparse_encoder(
         )  # fmt: skip
 
     stack = _pair_stack(make_layer, n_layers=cfg.numPairTransformLayers,
-                        n_triangle_layers=cfg.numTriangleLayers if mul or att else 0,
+                        n_triangle_layers=_triangle_layer_count(cfg),
                         checkpointing=checkpointing, sharing=sharing)  # fmt: skip
     return SparsePairEncoder(
         features=EdgeFeatureNet(c_s=c_s, c_p=c_p, relpos_k=cfg.relativePositionK),
