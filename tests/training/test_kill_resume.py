@@ -1,0 +1,66 @@
+"""A training run killed with SIGKILL at random moments and resumed each time from its
+``last.ckpt`` ends with exactly the weights of an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from helpers import REPO, tiny_train_config
+
+from genie.config import config_to_text
+from genie.training.run import train
+
+EPOCHS = 10
+EXTRA = (f"numEpochs={EPOCHS}", "triangularDropout=0.25", "warmupEpochs=1")
+
+
+def _command(config: Path, resume: Path | None) -> list[str]:
+    command = [sys.executable, str(REPO / "train" / "train_long.py"), "--config", str(config)]
+    return command + (["--resume", str(resume)] if resume else [])
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path):
+    straight, _ = train(tiny_train_config(tmp_path / "a", *EXTRA), enable_progress_bar=False)
+    expected = _state(Path(straight.logger.log_dir) / "checkpoints" / "last.ckpt")
+
+    config = tmp_path / "b.config"
+    config.write_text(config_to_text(tiny_train_config(tmp_path / "b", *EXTRA)))
+    last = tmp_path / "b" / "runs" / "test" / "version_0" / "checkpoints" / "last.ckpt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])}
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(8):  # kill, resume, kill, ... then let the last run finish
+        resume = last if last.exists() else None
+        proc = subprocess.Popen(_command(config, resume), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+        if kills == 3:
+            assert proc.wait(timeout=600) == 0
+            break
+        before = last.stat().st_mtime_ns if last.exists() else None
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:  # wait for a new checkpoint
+            if last.exists() and last.stat().st_mtime_ns != before:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))  # then kill at a random moment of the next epochs
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+    assert kills == 3, "the run finished before it could be killed three times"
+    resumed = _state(last)
+    assert list(resumed) == list(expected)
+    for name, value in expected.items():
+        assert torch.equal(resumed[name], value), f"{name} differs after kills and resumes"
+    assert not list(last.parent.glob("*.tmp*")), "a partial checkpoint was left behind"
