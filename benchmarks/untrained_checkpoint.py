@@ -7,7 +7,7 @@ Usage::
 
 The file has the layout of a training checkpoint that ``genie.training.module.load_module`` (and
 so the sampling entry points) read: the config under ``hyper_parameters`` and the weights, drawn
-with the config's seed, under ``state_dict``.
+with the config's seed, under ``state_dict``, with their checksum (``genie_checksum``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from genie.checkpoint import CHECKSUM_KEY, checksum_entry  # noqa: E402
 from genie.config import load_config  # noqa: E402
 from genie.config.cli import add_config_arguments  # noqa: E402
 from genie.training.module import GenieModule  # noqa: E402
@@ -36,10 +37,12 @@ def main() -> None:
     module = GenieModule(cfg)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    state = module.state_dict()
     torch.save(
         {
             "hyper_parameters": {"config": dataclasses.asdict(cfg)},
-            "state_dict": module.state_dict(),
+            "state_dict": state,
+            CHECKSUM_KEY: checksum_entry(state),
             "epoch": 0,
             "global_step": 0,
         },

@@ -3,7 +3,9 @@
 The denoiser (an ``nn.Module``, tensors in and out) lives in ``self.model``; this module owns the
 loss, the AdamW optimiser with linear warm-up, and what gets logged. The full config is stored in
 every checkpoint (``hyper_parameters["config"]``, plain types only), so a checkpoint rebuilds its
-model with no other file and loads with ``torch.load(..., weights_only=True)``.
+model with no other file and loads with ``torch.load(..., weights_only=True)``; it also carries
+a checksum of the weights (``genie_checksum``, :func:`genie.checkpoint.checksum_entry`), verified
+by the one checkpoint reader, :func:`genie.checkpoint.load_checkpoint_file`.
 
 Losses are computed in fp32 whatever the autocast state: the model's ε̂ is upcast before any
 loss arithmetic (the pairwise distance loss also disables autocast for its distances).
@@ -18,7 +20,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from genie.checkpoint import read_checkpoint
+from genie.checkpoint import CHECKSUM_KEY, checksum_entry, read_checkpoint
 from genie.config import GenieConfig, config_from_dict
 from genie.diffusion import (
     DEFAULT_CUTOFFS,
@@ -66,6 +68,11 @@ class GenieModule(pl.LightningModule):
         count = self.model.num_parameters()
         for logger in self.loggers:
             logger.log_metrics({"model/num_parameters": float(count)}, step=0)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add the checksum of the weights (``state_dict``; not the optimiser state), which
+        every reader of the checkpoint verifies."""
+        checkpoint[CHECKSUM_KEY] = checksum_entry(checkpoint["state_dict"])
 
     # --- objective ----------------------------------------------------------------------------
     @property

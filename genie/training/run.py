@@ -7,7 +7,8 @@ Resuming a checkpoint continues in its own run folder, with optimiser, schedule 
 restored; random streams are reseeded from (seed, epoch, rank) every epoch, so a resumed run
 draws exactly what the uninterrupted run would have. ``--init-weights CKPT`` instead starts a new
 run from a checkpoint's model weights alone (fresh optimiser, warm-up and epoch count): for
-fine-tuning, or to go on from a checkpoint that holds weights only.
+fine-tuning, or to go on from a checkpoint that holds weights only. Both checkpoints are read and
+checked before anything of the run is written (:mod:`genie.training.from_checkpoint`).
 
 Launchers: ``python train/...`` trains on ``devices`` GPUs of this machine (Lightning starts the
 extra processes itself); under ``torchrun`` every process is already started, and the trainer takes
@@ -18,6 +19,7 @@ all) instead of ``devices``.
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import sys
@@ -30,12 +32,13 @@ import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from genie.config import ConfigError, GenieConfig, config_from_dict, save_config
+from genie.config import ConfigError, GenieConfig, save_config
 from genie.config.cli import add_config_arguments, load_with_defaults
 from genie.config.schema import LOG_SAMPLES_LENGTH
 from genie.data.datamodule import CaDataModule
 from genie.training.callbacks import EpochSeedCallback, SpeedAndMemoryLogger
 from genie.training.curriculum import ProgressiveLengthCallback
+from genie.training.from_checkpoint import check_resume, load_initial_weights
 from genie.training.module import GenieModule
 from genie.training.pictures import SamplePictures
 from genie.training.precision import SkippedStepMonitor, lightning_precision
@@ -192,45 +195,6 @@ def build_trainer(cfg: GenieConfig, *, resume: Path | None = None, **overrides) 
     return pl.Trainer(**kwargs)
 
 
-def load_initial_weights(module: GenieModule, path: Path) -> None:
-    """Copy the model weights of checkpoint ``path`` into ``module`` (``--init-weights``).
-
-    Raises:
-        FileNotFoundError: no such file.
-        ConfigError: the checkpoint's model differs from the config's (names the first
-            missing, unexpected or mis-shaped parameters).
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"--init-weights: checkpoint not found: {path}")
-    stored = torch.load(path, map_location="cpu", weights_only=True)
-    if "state_dict" not in stored:
-        raise ConfigError(f"--init-weights: {path} holds no model weights (no state_dict)")
-    own = module.state_dict()
-    weights = stored["state_dict"]
-    missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
-    shapes = [
-        f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in weights and weights[k].shape != v.shape
-    ]
-    if missing or unexpected or shapes:
-        parts = [
-            f"{what}: {', '.join(names[:3])}{' …' if len(names) > 3 else ''}"
-            for what, names in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("shape (stored vs config)", shapes),
-            )
-            if names
-        ]
-        raise ConfigError(
-            f"--init-weights: the model in {path} does not match the config's model "
-            f"({'; '.join(parts)}); use the model keys the checkpoint was trained with"
-        )
-    module.load_state_dict(weights)
-
-
 def train(
     cfg: GenieConfig,
     *,
@@ -244,12 +208,18 @@ def train(
         resume: a checkpoint to continue exactly (weights, optimiser, schedule, epoch, step).
         init_weights: a checkpoint whose model weights start a new run (optimiser, schedule and
             counters start afresh); not together with ``resume``.
+
+    Raises:
+        CheckpointError: ``resume`` or ``init_weights`` cannot be used (missing, unreadable,
+            refused, not ours, corrupted, non-finite weights), found before anything is written.
+        ConfigError: the checkpoint's model differs from ``cfg``'s
+            (:mod:`genie.training.from_checkpoint`).
     """
     if resume and init_weights:
         raise ConfigError("--resume and --init-weights exclude each other: give one")
     resume = Path(resume) if resume else None
-    if resume is not None and not resume.is_file():
-        raise FileNotFoundError(f"--resume: checkpoint not found: {resume}")
+    if resume is not None:
+        check_resume(cfg, resume)  # before anything is written
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     apply_runtime_settings(matmul_precision=cfg.matmulPrecision)
     datamodule = build_datamodule(cfg)
@@ -262,7 +232,10 @@ def train(
         run_dir = Path(trainer.logger.log_dir)
         save_config(cfg, run_dir / "config.resolved", header="Resolved config of this run.")
         print(f"[genie] run folder: {run_dir}")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    fit_options = {"ckpt_path": str(resume) if resume else None}
+    if "weights_only" in inspect.signature(trainer.fit).parameters:  # Lightning >= 2.5
+        fit_options["weights_only"] = True  # as check_resume read it (no code ever runs)
+    trainer.fit(module, datamodule=datamodule, **fit_options)
     return trainer, module
 
 
@@ -304,14 +277,6 @@ def main(
         cfg, applied = load_with_defaults(GenieConfig, args.config, args.overrides, defaults)
         if applied:
             print(f"[genie] defaults of this entry point: {', '.join(applied)}")
-        if args.resume:
-            stored = torch.load(args.resume, map_location="cpu", weights_only=True)
-            stored_cfg = config_from_dict(GenieConfig, stored["hyper_parameters"]["config"])
-            if stored_cfg != cfg:
-                log.warning(
-                    "--resume: the checkpoint was trained with a different config; "
-                    "continuing with the one given now"
-                )
         train(cfg, resume=args.resume, init_weights=args.init_weights)
     except (ConfigError, FileNotFoundError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)

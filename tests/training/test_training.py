@@ -1,17 +1,26 @@
-"""Training end to end on real chains: the loss falls, resume is exact, checkpoints stand alone."""
+"""Training end to end on real chains: the loss falls, resume is exact, checkpoints stand alone,
+carry a checksum and load through every path; ``--resume`` and ``--init-weights`` refuse broken
+checkpoints (and ``--resume`` another model) before anything is written."""
 
 from __future__ import annotations
 
+import logging
 import math
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import tiny_train_config
+from checkpoint_cases import CASES, flip_a_weight_byte, make, sentinel, snapshot
+from helpers import REPO, tiny_train_config
 from torch.testing import assert_close
 
-from genie.config import ConfigError, GenieConfig, config_from_dict, load_config
+from genie.checkpoint import CHECKSUM_KEY, CheckpointError, read_checkpoint, state_dict_digest
+from genie.config import ConfigError, GenieConfig, config_from_dict, load_config, save_config
+from genie.sampling.run import main as sample_main
+from genie.training.from_checkpoint import check_resume, load_initial_weights
 from genie.training.module import GenieModule, load_module
 from genie.training.run import build_datamodule, main, train
 
@@ -165,3 +174,101 @@ def test_cli_passes_init_weights_on(tmp_path, capsys):
     argv = ["--config", str(config), "--init-weights", str(missing)]
     assert main([*argv, "--set", f"logDirectory={tmp_path}"]) == 2
     assert f"--init-weights: checkpoint not found: {missing}" in capsys.readouterr().err
+
+
+# --- checkpoint integrity ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One tiny run of one epoch: (the folder of its data and runs, its run folder)."""
+    root = tmp_path_factory.mktemp("trained")
+    trainer, _ = train(tiny_config(root, "numEpochs=1"), **QUIET)
+    return root, Path(trainer.logger.log_dir)
+
+
+def copy_of(trained_run, folder: Path) -> tuple[Path, Path]:
+    """A copy of the trained run's folder (cache and runs) under ``folder``: (its root, the
+    copied last.ckpt)."""
+    root, run_dir = trained_run
+    shutil.copytree(root, folder)
+    return folder, folder / run_dir.relative_to(root) / "checkpoints" / "last.ckpt"
+
+
+def test_checkpoints_carry_a_checksum_and_load_through_every_path(trained_run, tmp_path, capsys):
+    root, run_dir = trained_run
+    cfg = tiny_config(root, "numEpochs=1")
+    checkpoints = sorted((run_dir / "checkpoints").glob("*.ckpt"))
+    assert [p.name for p in checkpoints] == ["best-epoch0000.ckpt", "last.ckpt"]
+    for path in checkpoints:
+        stored = torch.load(path, weights_only=True)
+        digest = state_dict_digest(stored["state_dict"])
+        assert stored[CHECKSUM_KEY] == {"algorithm": "sha256", "state_dict": digest}
+        assert any(k.startswith("model.") for k in stored["state_dict"])
+        trained = read_checkpoint(path)
+        assert load_module(path).config == trained.config == cfg
+        module = GenieModule(cfg)
+        load_initial_weights(module, path)  # --init-weights
+        for name, value in stored["state_dict"].items():
+            assert torch.equal(module.state_dict()[name], value), name
+        check_resume(cfg, path)  # --resume (resuming itself: test_resume_..._warns_and_goes_on)
+    out = tmp_path / "samples"
+    argv = ["--config", str(REPO / "configs" / "sample_quickstart.config")]
+    for item in (f"checkpoint={run_dir}", f"outputDirectory={out}", "sampleLengths=12",
+                 "samplesPerLength=1", "device=cpu", "samplingStrategy=ddim",
+                 "skipSteps=25"):  # fmt: skip
+        argv += ["--set", item]
+    assert sample_main(argv) == 0, capsys.readouterr().err
+    assert len(list(out.glob("*.pdb"))) == 1
+    flip_a_weight_byte(run_dir / "checkpoints" / "last.ckpt", tmp_path / "flipped.ckpt")
+    torch.load(tmp_path / "flipped.ckpt", weights_only=True)  # loads: only the checksum tells
+    with pytest.raises(CheckpointError, match="do not match its checksum"):
+        read_checkpoint(tmp_path / "flipped.ckpt")
+
+
+@pytest.mark.parametrize("flag", ["--init-weights", "--resume"])
+@pytest.mark.parametrize("case", CASES)
+def test_training_refuses_broken_checkpoints_before_writing(case, flag, trained_run, tmp_path,
+                                                            capsys):  # fmt: skip
+    _, run_dir = trained_run
+    bad = make(case, run_dir / "checkpoints" / "last.ckpt", tmp_path / "bad")
+    config = tmp_path / "tiny.config"
+    save_config(tiny_config(tmp_path / "new"), config)
+    assert main(["--config", str(config), flag, str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {flag}: checkpoint {bad} " in err and "Traceback" not in err
+    assert re.search(CASES[case], err), err
+    assert not (tmp_path / "new").exists()  # no run folder, no data cache
+    assert not sentinel(tmp_path / "bad").exists()
+
+
+def test_resume_refuses_another_model_before_writing_anything(trained_run, tmp_path, capsys):
+    root, last = copy_of(trained_run, tmp_path / "copy")
+    before = snapshot(root)
+    wider = tiny_config(root, "numEpochs=2", "pairFeatureDimension=12")
+    with pytest.raises(ConfigError, match="differs from --config's model") as caught:
+        train(wider, resume=last, **QUIET)
+    message = str(caught.value)
+    assert "pairFeatureDimension 8 (checkpoint) vs 12 (--config)" in message
+    assert "--init-weights" in message and "config.resolved" in message
+    assert "numEpochs" not in message and "logDirectory" not in message  # allowed differences
+    config = tmp_path / "wider.config"
+    save_config(wider, config)
+    assert main(["--config", str(config), "--resume", str(last)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --resume: the model in {last} differs" in err and "Traceback" not in err
+    with pytest.raises(ConfigError, match=r"numTimesteps 100 \(checkpoint\) vs 50"):
+        check_resume(tiny_config(root, "numTimesteps=50"), last)  # same weights, other schedule
+    assert snapshot(root) == before  # not a byte, not a time stamp changed
+
+
+def test_resume_with_other_training_keys_warns_and_goes_on(trained_run, tmp_path, caplog):
+    root, last = copy_of(trained_run, tmp_path / "copy")
+    cfg = tiny_config(root, "numEpochs=2", "learningRate=1e-3")
+    with caplog.at_level(logging.WARNING, logger="genie.train"):
+        trainer, _ = train(cfg, resume=last, **QUIET)
+    assert trainer.current_epoch == 2
+    warning = next(r.message for r in caplog.records if "--resume: the config differs" in r.message)
+    assert "numEpochs (1 -> 2)" in warning and "learningRate (0.003 -> 0.001)" in warning
+    stored = torch.load(last, weights_only=True)  # rewritten by the resumed run
+    assert stored["epoch"] == 1
+    assert stored[CHECKSUM_KEY]["state_dict"] == state_dict_digest(stored["state_dict"])
+    assert read_checkpoint(last).config == cfg
