@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from genie.config.fields import ConfigError, option
+from genie.config.fields import ConfigError, check_fields, option
 
 # Keys of a sampling config that override the model's training keys of the same name.
 SAMPLING_MODEL_KEYS = (
@@ -116,6 +116,7 @@ class SampleConfig:
         return {k: getattr(self, k) for k in SAMPLING_MODEL_KEYS if getattr(self, k) is not None}
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not self.sampleLengths:
             raise ConfigError("sampleLengths is empty: give at least one length, e.g. 64,128")
         if self.samplingStrategy == "ddpm":

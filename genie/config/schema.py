@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from genie.config.checks import check_compatible
-from genie.config.fields import option
+from genie.config.fields import check_fields, option
 
 # Genie's spellings (and the seed's) that we accept for our keys, with a one-line notice.
 ALIASES: dict[str, str] = {
@@ -387,4 +387,5 @@ class GenieConfig:
     devices: int = option(1, "devices (GPUs) to train on", min=1)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         check_compatible(self)
