@@ -30,6 +30,15 @@ _INTEGER = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 _MAX_DIGITS = 30  # longer integer texts are refused before int() reads them
 
+# Upper bounds of integer keys, chosen far above any real use but below absurd values.
+MAX_SEED = 2**32 - 1  # numpy's SeedSequence / pl.seed_everything take 0 ≤ seed < 2**32
+MAX_RESIDUES = 1_000_000  # chain lengths, crops, residue-index steps, chunk sizes (residues)
+MAX_DIMENSION = 65_536  # feature channels, embedding sizes, neighbour counts
+MAX_LAYERS = 1_024  # layer counts, heads, points, ranks, streams, devices, workers
+MAX_STEPS = 100_000  # diffusion timesteps and strides over them
+MAX_COUNT = 1_000_000  # epochs, batch sizes, samples, stages
+MAX_ITEMS = 1_000_000_000  # dataset segments, optimiser steps
+
 
 class ConfigError(ValueError):
     """A config file, override or combination of values that cannot be used."""
