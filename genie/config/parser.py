@@ -8,6 +8,7 @@ malformed line, a value of the wrong type or out of range, or a key given twice 
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import logging
@@ -100,6 +101,40 @@ def parse_overrides(cls: type[C], overrides: Sequence[str]) -> dict[str, Any]:
     return values
 
 
+def read_config_lines(path: str | Path) -> list[str]:
+    """The lines of a config file: UTF-8 text, with or without a byte-order mark.
+
+    Raises:
+        ConfigError: no such file, a directory, an unreadable file, a binary file (NUL bytes)
+            or bytes that are not UTF-8 (names the file, the byte offset and the line).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config path is a directory, not a config file: {path}")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    if b"\0" in data:
+        offset = data.index(b"\0")
+        raise ConfigError(
+            f"{path}: a binary file, not a text config (NUL byte at byte offset {offset})"
+        )
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        text = data[start:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        offset = start + err.start
+        line = data[:offset].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text: byte 0x{data[offset]:02x} at byte offset {offset} "
+            f"(line {line}); save the config as UTF-8"
+        ) from None
+    return text.splitlines()
+
+
 def _build(cls: type[C], values: Mapping[str, Any], source: str) -> C:
     try:
         return cls(**values)
@@ -120,11 +155,8 @@ def load_config(
     values: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
         source = str(path)
-        values = parse_lines(cls, path.read_text().splitlines(), source=source)
+        values = parse_lines(cls, read_config_lines(path), source=source)
     values.update(parse_overrides(cls, overrides))
     return _build(cls, values, source)
 
