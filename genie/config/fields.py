@@ -39,6 +39,13 @@ MAX_STEPS = 100_000  # diffusion timesteps and strides over them
 MAX_COUNT = 1_000_000  # epochs, batch sizes, samples, stages
 MAX_ITEMS = 1_000_000_000  # dataset segments, optimiser steps
 
+# Run and sample names become path components: no separators, no '..', no hidden names.
+NAME_PATTERN = r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}"
+NAME_RULE = (
+    "1-100 characters of letters A-Z a-z, digits, '.', '_' and '-', not starting with '.' "
+    "(a path component: no '/', no spaces)"
+)
+
 
 class ConfigError(ValueError):
     """A config file, override or combination of values that cannot be used."""
@@ -52,6 +59,8 @@ def option(
     min: float | None = None,
     max: float | None = None,
     min_exclusive: bool = False,
+    pattern: str | None = None,
+    rule: str | None = None,
 ) -> Any:
     """Declare one config key (a dataclass field with validation metadata).
 
@@ -60,6 +69,8 @@ def option(
         help: one line for the config reference: what the key does, with its unit.
         choices: the allowed values, if the key is an enumeration.
         min, max: inclusive bounds for numbers (``min_exclusive`` makes the lower one strict).
+        pattern, rule: a regular expression that a text value must match entirely, and the
+            words that say what it allows (for messages and the config reference).
     """
     meta = {
         "help": help,
@@ -67,6 +78,8 @@ def option(
         "min": min,
         "max": max,
         "min_exclusive": min_exclusive,
+        "pattern": pattern,
+        "rule": rule,
     }
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
@@ -175,6 +188,8 @@ def check_value(field: dataclasses.Field, annotation: Any, value: Any) -> str | 
             return problem
         if meta.get("choices") is not None and v not in meta["choices"]:
             return "allowed: " + ", ".join(str(c) for c in meta["choices"])
+        if meta.get("pattern") is not None and not re.fullmatch(meta["pattern"], v):
+            return f"allowed: {meta['rule']}"
         if base is bool or base is str:
             continue
         if not isinstance(v, numbers.Integral) and not math.isfinite(v):

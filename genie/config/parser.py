@@ -216,7 +216,7 @@ def reference_table(cls: type) -> str:
             field.default if field.default is not dataclasses.MISSING else field.default_factory()
         )
         allowed = ", ".join(map(str, meta["choices"])) if meta.get("choices") else ""
-        allowed = describe_range(meta) or allowed
+        allowed = describe_range(meta) or meta.get("rule") or allowed
         rows.append(
             f"| `{key}` | {describe_type(annotation)} | `{format_value(default)}` | {allowed} | "
             f"{meta['help']} |"

@@ -10,6 +10,8 @@ from genie.config.fields import (
     MAX_RESIDUES,
     MAX_SEED,
     MAX_STEPS,
+    NAME_PATTERN,
+    NAME_RULE,
     ConfigError,
     check_fields,
     option,
@@ -31,7 +33,9 @@ SAMPLING_MODEL_KEYS = (
 class SampleConfig:
     """Everything a sampling run needs; the model itself comes from the checkpoint."""
 
-    name: str = option("samples", "run name, used in output file names")
+    name: str = option(
+        "samples", "run name, used in output file names", pattern=NAME_PATTERN, rule=NAME_RULE
+    )
     checkpoint: str = option("", "trained model checkpoint (.ckpt) to sample from")
     outputDirectory: str = option("outputs", "folder for the sampled structures")
     sampleLengths: list[str] = option(

@@ -20,6 +20,8 @@ from genie.config.fields import (
     MAX_RESIDUES,
     MAX_SEED,
     MAX_STEPS,
+    NAME_PATTERN,
+    NAME_RULE,
     check_fields,
     option,
 )
@@ -41,7 +43,12 @@ class GenieConfig:
     """Everything a training run needs: data, model, diffusion and optimisation."""
 
     # --- run and data -------------------------------------------------------------------------
-    name: str = option("genie", "run name: the run folder is logDirectory/name/version_N")
+    name: str = option(
+        "genie",
+        "run name: the run folder is logDirectory/name/version_N",
+        pattern=NAME_PATTERN,
+        rule=NAME_RULE,
+    )
     seed: int = option(
         100, "global seed (data split, crops, noise, initialisation)", min=0, max=MAX_SEED
     )
