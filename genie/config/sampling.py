@@ -4,6 +4,7 @@ comes from the checkpoint."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from genie.config.fields import (
     MAX_COUNT,
@@ -28,6 +29,9 @@ SAMPLING_MODEL_KEYS = (
     "ipaChunkSize",
 )
 
+# One item of sampleLengths: a length (64) or a range start-stop with an optional step (64-256:64).
+_LENGTHS_ITEM = re.compile(r"([0-9]{1,30})(?:-([0-9]{1,30})(?::([0-9]{1,30}))?)?")
+
 
 @dataclasses.dataclass
 class SampleConfig:
@@ -39,7 +43,9 @@ class SampleConfig:
     checkpoint: str = option("", "trained model checkpoint (.ckpt) to sample from")
     outputDirectory: str = option("outputs", "folder for the sampled structures")
     sampleLengths: list[str] = option(
-        ["64", "128"], "chain lengths: a list (64,128) and/or ranges start-stop:step (64-256:64)"
+        ["64", "128"],
+        "chain lengths: a list (64,128) and/or ranges start-stop:step (64-256:64); every length "
+        f"and step ≤ {MAX_RESIDUES}",
     )
     samplesPerLength: int = option(5, "backbones per length", min=1, max=MAX_COUNT)
     batchSize: int = option(4, "backbones sampled together", min=1, max=MAX_COUNT)
@@ -162,6 +168,14 @@ class SampleConfig:
         check_fields(self)
         if not self.sampleLengths:
             raise ConfigError("sampleLengths is empty: give at least one length, e.g. 64,128")
+        for item in self.sampleLengths:
+            match = _LENGTHS_ITEM.fullmatch(item)
+            start, stop, step = (int(n or 1) for n in match.groups()) if match else (0, 0, 0)
+            if not match or max(start, stop, step) > MAX_RESIDUES or step < 1:
+                raise ConfigError(
+                    f"sampleLengths: cannot read '{item}' (use 64,128 or ranges like 64-256:64 "
+                    f"of ASCII digits; lengths at most {MAX_RESIDUES}, steps from 1)"
+                )
         if self.samplingStrategy == "ddpm":
             for key, value in (("skipSteps", self.skipSteps), ("ddimEta", self.ddimEta)):
                 if value != 0:
