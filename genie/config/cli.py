@@ -51,7 +51,9 @@ def load_with_defaults(
         return cfg, []
     given = set(parse_overrides(cls, overrides))
     if path is not None:
-        given |= set(parse_lines(cls, Path(path).read_text().splitlines(), source=str(path)))
+        # load_config above has checked the file (parser.read_config_lines): UTF-8, BOM allowed
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+        given |= set(parse_lines(cls, lines, source=str(path)))
     applied = [f"{key}={value}" for key, value in defaults.items() if key not in given]
     if not applied:
         return cfg, []

@@ -8,16 +8,23 @@ malformed line, a value of the wrong type or out of range, or a key given twice 
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import logging
-import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from genie.config.checks import upgrade_stored_config
-from genie.config.fields import ConfigError, check_value, describe_type, parse_value
+from genie.config.fields import (
+    ConfigError,
+    check_value,
+    config_fields,
+    describe_range,
+    describe_type,
+    parse_value,
+)
 from genie.config.sampling import SampleConfig
 from genie.config.schema import ALIASES, GenieConfig
 
@@ -25,13 +32,8 @@ log = logging.getLogger(__name__)
 C = TypeVar("C")
 
 
-def _fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls)}
-
-
 def _resolve_key(cls: type, key: str, where: str) -> str:
-    fields = _fields(cls)
+    fields = config_fields(cls)
     if key in fields:
         return key
     if key in ALIASES and ALIASES[key] in fields:
@@ -49,12 +51,14 @@ def _resolve_key(cls: type, key: str, where: str) -> str:
 
 
 def _convert(cls: type, key: str, raw: str, where: str) -> Any:
-    field, annotation = _fields(cls)[key]
+    field, annotation = config_fields(cls)[key]
     try:
         value = parse_value(annotation, raw)
     except ValueError as err:
+        span = describe_range(field.metadata, ascii_only=True)
+        reason = f"{err}; allowed: {span}" if span else str(err)
         raise ConfigError(
-            f"{where}: {key} = '{raw}' is not a valid {describe_type(annotation)} ({err})"
+            f"{where}: {key} = '{raw}' is not a valid {describe_type(annotation)} ({reason})"
         ) from None
     problem = check_value(field, annotation, value)
     if problem:
@@ -97,6 +101,40 @@ def parse_overrides(cls: type[C], overrides: Sequence[str]) -> dict[str, Any]:
     return values
 
 
+def read_config_lines(path: str | Path) -> list[str]:
+    """The lines of a config file: UTF-8 text, with or without a byte-order mark.
+
+    Raises:
+        ConfigError: no such file, a directory, an unreadable file, a binary file (NUL bytes)
+            or bytes that are not UTF-8 (names the file, the byte offset and the line).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config path is a directory, not a config file: {path}")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    if b"\0" in data:
+        offset = data.index(b"\0")
+        raise ConfigError(
+            f"{path}: a binary file, not a text config (NUL byte at byte offset {offset})"
+        )
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        text = data[start:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        offset = start + err.start
+        line = data[:offset].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text: byte 0x{data[offset]:02x} at byte offset {offset} "
+            f"(line {line}); save the config as UTF-8"
+        ) from None
+    return text.splitlines()
+
+
 def _build(cls: type[C], values: Mapping[str, Any], source: str) -> C:
     try:
         return cls(**values)
@@ -117,11 +155,8 @@ def load_config(
     values: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
         source = str(path)
-        values = parse_lines(cls, path.read_text().splitlines(), source=source)
+        values = parse_lines(cls, read_config_lines(path), source=source)
     values.update(parse_overrides(cls, overrides))
     return _build(cls, values, source)
 
@@ -139,16 +174,11 @@ def config_from_dict(cls: type[C], values: Mapping[str, Any], *, source: str = "
     :func:`~genie.config.checks.upgrade_stored_config`)."""
     if cls is GenieConfig:
         values = upgrade_stored_config(values)
-    fields = _fields(cls)
-    checked: dict[str, Any] = {}
-    for key, value in values.items():
+    fields = config_fields(cls)
+    for key in values:
         if key not in fields:
             raise ConfigError(f"{source}: unknown key '{key}' (written by another version?)")
-        problem = check_value(*fields[key], value)
-        if problem:
-            raise ConfigError(f"{source}: {key} = {value!r} is not allowed: {problem}")
-        checked[key] = value
-    return _build(cls, checked, source)
+    return _build(cls, values, source)  # the dataclass checks every value (check_fields)
 
 
 def format_value(value: Any) -> str:
@@ -180,20 +210,13 @@ def save_config(cfg: Any, path: str | Path, *, header: str | None = None) -> Pat
 def reference_table(cls: type) -> str:
     """A markdown table of every key: type, default, allowed values and help."""
     rows = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
-    for key, (field, annotation) in _fields(cls).items():
+    for key, (field, annotation) in config_fields(cls).items():
         meta = field.metadata
         default = (
             field.default if field.default is not dataclasses.MISSING else field.default_factory()
         )
         allowed = ", ".join(map(str, meta["choices"])) if meta.get("choices") else ""
-        if meta.get("min") is not None or meta.get("max") is not None:
-            low = (
-                ""
-                if meta.get("min") is None
-                else f"{'>' if meta['min_exclusive'] else '≥'} {meta['min']}"
-            )
-            high = "" if meta.get("max") is None else f"≤ {meta['max']}"
-            allowed = " and ".join(x for x in (low, high) if x)
+        allowed = describe_range(meta) or meta.get("rule") or allowed
         rows.append(
             f"| `{key}` | {describe_type(annotation)} | `{format_value(default)}` | {allowed} | "
             f"{meta['help']} |"

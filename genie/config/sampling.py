@@ -4,8 +4,19 @@ comes from the checkpoint."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
-from genie.config.fields import ConfigError, option
+from genie.config.fields import (
+    MAX_COUNT,
+    MAX_RESIDUES,
+    MAX_SEED,
+    MAX_STEPS,
+    NAME_PATTERN,
+    NAME_RULE,
+    ConfigError,
+    check_fields,
+    option,
+)
 
 # Keys of a sampling config that override the model's training keys of the same name.
 SAMPLING_MODEL_KEYS = (
@@ -18,21 +29,31 @@ SAMPLING_MODEL_KEYS = (
     "ipaChunkSize",
 )
 
+# One item of sampleLengths: a length (64) or a range start-stop with an optional step (64-256:64).
+_LENGTHS_ITEM = re.compile(r"([0-9]{1,30})(?:-([0-9]{1,30})(?::([0-9]{1,30}))?)?")
+
 
 @dataclasses.dataclass
 class SampleConfig:
     """Everything a sampling run needs; the model itself comes from the checkpoint."""
 
-    name: str = option("samples", "run name, used in output file names")
+    name: str = option(
+        "samples", "run name, used in output file names", pattern=NAME_PATTERN, rule=NAME_RULE
+    )
     checkpoint: str = option("", "trained model checkpoint (.ckpt) to sample from")
     outputDirectory: str = option("outputs", "folder for the sampled structures")
     sampleLengths: list[str] = option(
-        ["64", "128"], "chain lengths: a list (64,128) and/or ranges start-stop:step (64-256:64)"
+        ["64", "128"],
+        "chain lengths: a list (64,128) and/or ranges start-stop:step (64-256:64); every length "
+        f"and step ≤ {MAX_RESIDUES}",
     )
-    samplesPerLength: int = option(5, "backbones per length", min=1)
-    batchSize: int = option(4, "backbones sampled together", min=1)
+    samplesPerLength: int = option(5, "backbones per length", min=1, max=MAX_COUNT)
+    batchSize: int = option(4, "backbones sampled together", min=1, max=MAX_COUNT)
     seed: int = option(
-        0, "base seed; sample i of length L uses a seed derived from (seed, L, i)", min=0
+        0,
+        "base seed; sample i of length L uses a seed derived from (seed, L, i)",
+        min=0,
+        max=MAX_SEED,
     )
     samplingStrategy: str = option(
         "ddpm",
@@ -46,6 +67,7 @@ class SampleConfig:
         "evaluations; T = 1000: 100-200 fast, 500-700 very fast); 0 = every step; must be < T; "
         "ddpm takes only 0",
         min=0,
+        max=MAX_STEPS,
     )
     ddimEta: float = option(
         0.0,
@@ -62,9 +84,14 @@ class SampleConfig:
     saveTrajectory: bool = option(
         False, "also write the reverse trajectory of each chain (NAME.trajectory.npz)"
     )
-    trajectoryEvery: int = option(10, "keep every N-th reverse step in the trajectory", min=1)
+    trajectoryEvery: int = option(
+        10, "keep every N-th reverse step in the trajectory", min=1, max=MAX_STEPS
+    )
     trajectoryMaxLength: int = option(
-        2000, "longest chain (residues) whose trajectory is saved; longer ones: warn, skip", min=3
+        2000,
+        "longest chain (residues) whose trajectory is saved; longer ones: warn, skip",
+        min=3,
+        max=MAX_RESIDUES,
     )
     outputFormat: str = option(
         "auto",
@@ -79,36 +106,58 @@ class SampleConfig:
     fragmentLength: int = option(5000, "residues per fragment file", min=3, max=9999)
     device: str = option("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
     clearCacheEveryNSteps: int = option(
-        0, "torch.cuda.empty_cache() every N reverse steps on CUDA; 0 = never", min=0
+        0, "torch.cuda.empty_cache() every N reverse steps on CUDA; 0 = never", min=0, max=MAX_COUNT
     )
     knnUpdateFrequency: int = option(
-        1, "k-NN models: rebuild the neighbour graph every N reverse steps, reuse in between", min=1
+        1,
+        "k-NN models: rebuild the neighbour graph every N reverse steps, reuse in between",
+        min=1,
+        max=MAX_STEPS,
     )
     # Model chunk sizes for sampling (memory only: results equal the unchunked model's up to
     # rounding); each overrides the training key of the same name stored in the checkpoint.
     triangleChunkSize: int | None = option(
-        None, "dense pairs: rows per triangle-op chunk while sampling (None = checkpoint's)", min=1
+        None,
+        "dense pairs: rows per triangle-op chunk while sampling (None = checkpoint's)",
+        min=1,
+        max=MAX_RESIDUES,
     )
     axialRowChunkSize: int | None = option(
-        None, "dense pairs: rows per axial row-attention chunk (None = checkpoint's)", min=1
+        None,
+        "dense pairs: rows per axial row-attention chunk (None = checkpoint's)",
+        min=1,
+        max=MAX_RESIDUES,
     )
     axialColChunkSize: int | None = option(
-        None, "dense pairs: columns per axial column-attention chunk (None = checkpoint's)", min=1
+        None,
+        "dense pairs: columns per axial column-attention chunk (None = checkpoint's)",
+        min=1,
+        max=MAX_RESIDUES,
     )
     triangleAttentionChunkSize: int | None = option(
-        None, "factorised pairs: rows per triangle-attention chunk (None = checkpoint's)", min=1
+        None,
+        "factorised pairs: rows per triangle-attention chunk (None = checkpoint's)",
+        min=1,
+        max=MAX_RESIDUES,
     )
     sparseChunkSize: int | None = option(
         None,
         "sparse pairs: residues per chunk of the edge operations and local edge attention "
         "(None = checkpoint's)",
         min=1,
+        max=MAX_RESIDUES,
     )
     knnChunkSize: int | None = option(
-        None, "k-NN models: queries per distance block of the search (None = checkpoint's)", min=1
+        None,
+        "k-NN models: queries per distance block of the search (None = checkpoint's)",
+        min=1,
+        max=MAX_RESIDUES,
     )
     ipaChunkSize: int | None = option(
-        None, "dense IPA: queries per chunk while sampling (None = checkpoint's)", min=1
+        None,
+        "dense IPA: queries per chunk while sampling (None = checkpoint's)",
+        min=1,
+        max=MAX_RESIDUES,
     )
 
     def model_overrides(self) -> dict[str, int]:
@@ -116,8 +165,17 @@ class SampleConfig:
         return {k: getattr(self, k) for k in SAMPLING_MODEL_KEYS if getattr(self, k) is not None}
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not self.sampleLengths:
             raise ConfigError("sampleLengths is empty: give at least one length, e.g. 64,128")
+        for item in self.sampleLengths:
+            match = _LENGTHS_ITEM.fullmatch(item)
+            start, stop, step = (int(n or 1) for n in match.groups()) if match else (0, 0, 0)
+            if not match or max(start, stop, step) > MAX_RESIDUES or step < 1:
+                raise ConfigError(
+                    f"sampleLengths: cannot read '{item}' (use 64,128 or ranges like 64-256:64 "
+                    f"of ASCII digits; lengths at most {MAX_RESIDUES}, steps from 1)"
+                )
         if self.samplingStrategy == "ddpm":
             for key, value in (("skipSteps", self.skipSteps), ("ddimEta", self.ddimEta)):
                 if value != 0:

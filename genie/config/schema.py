@@ -12,7 +12,19 @@ from __future__ import annotations
 import dataclasses
 
 from genie.config.checks import check_compatible
-from genie.config.fields import option
+from genie.config.fields import (
+    MAX_COUNT,
+    MAX_DIMENSION,
+    MAX_ITEMS,
+    MAX_LAYERS,
+    MAX_RESIDUES,
+    MAX_SEED,
+    MAX_STEPS,
+    NAME_PATTERN,
+    NAME_RULE,
+    check_fields,
+    option,
+)
 
 # Genie's spellings (and the seed's) that we accept for our keys, with a one-line notice.
 ALIASES: dict[str, str] = {
@@ -31,8 +43,15 @@ class GenieConfig:
     """Everything a training run needs: data, model, diffusion and optimisation."""
 
     # --- run and data -------------------------------------------------------------------------
-    name: str = option("genie", "run name: the run folder is logDirectory/name/version_N")
-    seed: int = option(100, "global seed (data split, crops, noise, initialisation)", min=0)
+    name: str = option(
+        "genie",
+        "run name: the run folder is logDirectory/name/version_N",
+        pattern=NAME_PATTERN,
+        rule=NAME_RULE,
+    )
+    seed: int = option(
+        100, "global seed (data split, crops, noise, initialisation)", min=0, max=MAX_SEED
+    )
     logDirectory: str = option("runs", "folder for TensorBoard logs, checkpoints, configs")
     dataDirectory: str = option(
         "bundled",
@@ -43,14 +62,19 @@ class GenieConfig:
         [], "optional sub-folders of dataDirectory to read (Genie key); empty = the folder itself"
     )
     datasetSize: int | None = option(
-        None, "use at most this many training segments (None = all)", min=1
+        None, "use at most this many training segments (None = all)", min=1, max=MAX_ITEMS
     )
     cacheDirectory: str = option(
         ".genie_cache", "where processed datasets are cached (rebuilt when inputs change)"
     )
-    minimumNumResidues: int = option(20, "drop segments shorter than this (residues)", min=3)
+    minimumNumResidues: int = option(
+        20, "drop segments shorter than this (residues)", min=3, max=MAX_RESIDUES
+    )
     maximumNumResidues: int = option(
-        256, "crop longer segments to a random window of this many residues", min=3
+        256,
+        "crop longer segments to a random window of this many residues",
+        min=3,
+        max=MAX_RESIDUES,
     )
     splitChainBreaks: bool = option(
         True, "split chains at breaks into segments (False: keep them, with a break mask)"
@@ -66,7 +90,7 @@ class GenieConfig:
         min_exclusive=True,
     )
     validationSize: int | None = option(
-        None, "use at most this many validation segments (None = all)", min=1
+        None, "use at most this many validation segments (None = all)", min=1, max=MAX_ITEMS
     )
     concatenateChains: bool = option(
         False,
@@ -74,7 +98,10 @@ class GenieConfig:
         "(breaks, residue-index gap) and pieces kept apart: artificial joins (docs/DATA.md)",
     )
     joinResidueGap: int = option(
-        64, "residue-index step across a join of concatenated segments (> relativePositionK)", min=1
+        64,
+        "residue-index step across a join of concatenated segments (> relativePositionK)",
+        min=1,
+        max=MAX_RESIDUES,
     )
     joinClearance: float = option(
         5.0, "minimum Cα distance (Å) between concatenated segments", min=0.0
@@ -92,10 +119,10 @@ class GenieConfig:
         max=1.0,
         min_exclusive=True,
     )
-    numWorkers: int = option(2, "data-loader worker processes", min=0)
+    numWorkers: int = option(2, "data-loader worker processes", min=0, max=MAX_LAYERS)
 
     # --- diffusion ----------------------------------------------------------------------------
-    numTimesteps: int = option(1000, "diffusion steps T", min=2)
+    numTimesteps: int = option(1000, "diffusion steps T", min=2, max=MAX_STEPS)
     schedule: str = option("cosine", "noise schedule", choices=("cosine",))
     lossType: str = option(
         "l2",
@@ -104,11 +131,21 @@ class GenieConfig:
     )
 
     # --- model: features ----------------------------------------------------------------------
-    singleFeatureDimension: int = option(128, "c_s, single representation channels", min=1)
-    pairFeatureDimension: int = option(128, "c_p, pair representation channels", min=1)
-    positionalEmbeddingDimension: int = option(128, "sinusoidal residue-index encoding size", min=2)
-    timestepEmbeddingDimension: int = option(128, "sinusoidal timestep encoding size", min=2)
-    relativePositionK: int = option(32, "relative position one-hot clipped at ±k", min=1)
+    singleFeatureDimension: int = option(
+        128, "c_s, single representation channels", min=1, max=MAX_DIMENSION
+    )
+    pairFeatureDimension: int = option(
+        128, "c_p, pair representation channels", min=1, max=MAX_DIMENSION
+    )
+    positionalEmbeddingDimension: int = option(
+        128, "sinusoidal residue-index encoding size", min=2, max=MAX_DIMENSION
+    )
+    timestepEmbeddingDimension: int = option(
+        128, "sinusoidal timestep encoding size", min=2, max=MAX_DIMENSION
+    )
+    relativePositionK: int = option(
+        32, "relative position one-hot clipped at ±k", min=1, max=MAX_DIMENSION
+    )
     templateType: str = option(
         "binned",
         "noisy-trace distance feature: v1 = Genie's raw distance, binned = one-hot 2-20 Å",
@@ -116,7 +153,7 @@ class GenieConfig:
     )
 
     # --- model: pair transform stack (AF2 Alg. 11-14) ----------------------------------------
-    numPairTransformLayers: int = option(5, "pair transform layers", min=0)
+    numPairTransformLayers: int = option(5, "pair transform layers", min=0, max=MAX_LAYERS)
     includeTriangularMultiplicativeUpdate: bool = option(
         True, "triangle multiplicative updates (outgoing, incoming) in each pair layer"
     )
@@ -124,36 +161,48 @@ class GenieConfig:
         False, "triangle attention (starting, ending node) in each pair layer"
     )
     triangularMultiplicativeHiddenDimension: int = option(
-        128, "hidden channels of the triangle multiplicative update", min=1
+        128, "hidden channels of the triangle multiplicative update", min=1, max=MAX_DIMENSION
     )
     triangularAttentionHiddenDimension: int = option(
-        32, "channels per triangle-attention head", min=1
+        32, "channels per triangle-attention head", min=1, max=MAX_DIMENSION
     )
-    triangularAttentionNumHeads: int = option(4, "triangle-attention heads", min=1)
+    triangularAttentionNumHeads: int = option(4, "triangle-attention heads", min=1, max=MAX_LAYERS)
     triangularDropout: float = option(
         0.25, "row/column-shared dropout in the pair stack", min=0, max=1
     )
-    pairTransitionN: int = option(4, "pair transition hidden size = N × c_p", min=1)
+    pairTransitionN: int = option(4, "pair transition hidden size = N × c_p", min=1, max=MAX_LAYERS)
 
     # --- stages 1-2: factorised pairs ----------------------------------------------------------
     useFactorizedPairs: bool = option(
         False, "hold pairs as per-residue factors U, V [n, r, c_f], never as [n, n, c]"
     )
-    zFactorRank: int = option(2, "r, rank of the pair factors", min=1)
+    zFactorRank: int = option(2, "r, rank of the pair factors", min=1, max=MAX_LAYERS)
     pairFactorDim: int = option(
-        96, "c_f, channels of each pair factor (FlashIPA value head dim: 40 + r·c_f ≤ 256)", min=1
+        96,
+        "c_f, channels of each pair factor (FlashIPA value head dim: 40 + r·c_f ≤ 256)",
+        min=1,
+        max=MAX_DIMENSION,
     )
     useFactorizedTriangleOps: bool = option(
         False, "triangle updates/attention in factor algebra (needs useFactorizedPairs)"
     )
     triangleUpdateRank: int = option(
-        2, "rank t of the triangle-update operands (x has rank t², projected back to r)", min=1
+        2,
+        "rank t of the triangle-update operands (x has rank t², projected back to r)",
+        min=1,
+        max=MAX_LAYERS,
     )
     triangleAttentionChunkSize: int = option(
-        64, "rows per chunk of factorised triangle attention (memory O(chunk·n·c))", min=1
+        64,
+        "rows per chunk of factorised triangle attention (memory O(chunk·n·c))",
+        min=1,
+        max=MAX_RESIDUES,
     )
     numTriangleLayers: int = option(
-        2, "factorised pair layers (of numPairTransformLayers) that carry triangle ops", min=0
+        2,
+        "factorised pair layers (of numPairTransformLayers) that carry triangle ops",
+        min=0,
+        max=MAX_LAYERS,
     )
 
     # --- FlashIPA and mHC hyper-connections ---------------------------------------------------
@@ -165,6 +214,7 @@ class GenieConfig:
         "k neighbours per residue in the k-NN graph of the noisy trace (sparse pairs, k-NN "
         "environment features)",
         min=1,
+        max=MAX_DIMENSION,
     )
     useKnnEnvironmentFeatures: bool | None = option(
         None,
@@ -193,8 +243,10 @@ class GenieConfig:
     useMHCMode: bool = option(
         False, "manifold-constrained hyper-connections on the structure layers' residual branches"
     )
-    mhcExpansionRate: int = option(4, "residual streams of mHC (1 = plain pre-LN residual)", min=1)
-    mhcSinkhornIters: int = option(20, "Sinkhorn–Knopp iterations for H_res", min=1)
+    mhcExpansionRate: int = option(
+        4, "residual streams of mHC (1 = plain pre-LN residual)", min=1, max=MAX_LAYERS
+    )
+    mhcSinkhornIters: int = option(20, "Sinkhorn–Knopp iterations for H_res", min=1, max=MAX_STEPS)
     mhcAlphaInit: float = option(0.01, "initial gate scale α of the mHC coefficients", min=0)
 
     # --- stages 3 V2 / 4: sparse k-NN pairs, axial attention -----------------------------------
@@ -210,12 +262,16 @@ class GenieConfig:
         choices=("coordinate", "sequence", "hybrid"),
     )
     knnChunkSize: int = option(
-        1024, "queries per block of the k-NN distance search (memory O(chunk·n))", min=1
+        1024,
+        "queries per block of the k-NN distance search (memory O(chunk·n))",
+        min=1,
+        max=MAX_RESIDUES,
     )
     sparseChunkSize: int = option(
         1024,
         "residues per chunk of the sparse triangle/axial operations (memory O(chunk·k²·c))",
         min=1,
+        max=MAX_RESIDUES,
     )
     useLocalEdgeBias: bool = option(
         True, "sparse pairs: add attention over each residue's k edges, biased by the edges"
@@ -223,7 +279,9 @@ class GenieConfig:
     useSpatialBias: bool = option(
         False, "sparse pairs: learned attention bias by sequence separation inside ±range"
     )
-    spatialBiasRange: int = option(32, "sequence separations with their own bias (±range)", min=1)
+    spatialBiasRange: int = option(
+        32, "sequence separations with their own bias (±range)", min=1, max=MAX_DIMENSION
+    )
     useAxialAttention: bool = option(
         False,
         "row then column attention (triangle attention without its bias; its heads and channels) "
@@ -237,12 +295,14 @@ class GenieConfig:
         "rows per chunk of dense row attention (None = triangleChunkSize; sparse edges use "
         "sparseChunkSize)",
         min=1,
+        max=MAX_RESIDUES,
     )
     axialColChunkSize: int | None = option(
         None,
         "columns per chunk of dense column attention (None = triangleChunkSize; sparse edges use "
         "sparseChunkSize)",
         min=1,
+        max=MAX_RESIDUES,
     )
 
     # --- memory: gradient checkpointing and parameter sharing --------------------------------
@@ -256,7 +316,10 @@ class GenieConfig:
         choices=("uniform", "adaptive", "selective"),
     )
     checkpointEveryNLayers: int = option(
-        1, "uniform: checkpoint layers 0, N, 2N, ... of every stack (1 = all)", min=1
+        1,
+        "uniform: checkpoint layers 0, N, 2N, ... of every stack (1 = all)",
+        min=1,
+        max=MAX_LAYERS,
     )
     checkpointModules: list[str] = option(
         ["pair"], "selective: layer kinds to checkpoint (pair, structure)"
@@ -277,21 +340,30 @@ class GenieConfig:
         "neighbouring layers share; none",
         choices=("universal", "adjacent", "none"),
     )
-    compressionRatio: int = option(2, "adjacent: layers per weight-sharing group", min=1)
+    compressionRatio: int = option(
+        2, "adjacent: layers per weight-sharing group", min=1, max=MAX_LAYERS
+    )
 
     # --- model: structure stack (IPA, AF2 Alg. 22) -------------------------------------------
     structureEncoderDepth: int = option(
-        5, "structure layers (IPA + transition + frame update)", min=1
+        5, "structure layers (IPA + transition + frame update)", min=1, max=MAX_LAYERS
     )
     numStructureBlocks: int = option(
-        1, "times the structure stack is applied (same weights each time; Genie key)", min=1
+        1,
+        "times the structure stack is applied (same weights each time; Genie key)",
+        min=1,
+        max=MAX_LAYERS,
     )
-    structureEncoderHeads: int = option(12, "IPA heads", min=1)
-    ipaHiddenDimension: int = option(16, "IPA scalar channels per head (c)", min=1)
-    ipaNumQkPoints: int = option(4, "IPA query/key points per head", min=1)
-    ipaNumVPoints: int = option(8, "IPA value points per head", min=1)
+    structureEncoderHeads: int = option(12, "IPA heads", min=1, max=MAX_LAYERS)
+    ipaHiddenDimension: int = option(
+        16, "IPA scalar channels per head (c)", min=1, max=MAX_DIMENSION
+    )
+    ipaNumQkPoints: int = option(4, "IPA query/key points per head", min=1, max=MAX_LAYERS)
+    ipaNumVPoints: int = option(8, "IPA value points per head", min=1, max=MAX_LAYERS)
     ipaDropout: float = option(0.1, "dropout after IPA", min=0, max=1)
-    numStructureTransitionLayers: int = option(1, "transition blocks after each IPA", min=1)
+    numStructureTransitionLayers: int = option(
+        1, "transition blocks after each IPA", min=1, max=MAX_LAYERS
+    )
     structureTransitionDropout: float = option(0.1, "dropout after the transition", min=0, max=1)
 
     # --- memory: chunking of the dense operations ---------------------------------------------
@@ -300,23 +372,27 @@ class GenieConfig:
         "rows per chunk of the dense triangle operations (None = unchunked; recomputed in "
         "backward under layer checkpointing only)",
         min=1,
+        max=MAX_RESIDUES,
     )
     ipaChunkSize: int | None = option(
         None,
         "queries per chunk of dense IPA (None = unchunked; chunks are recomputed in backward, so "
         "training stores no [h, n, n])",
         min=1,
+        max=MAX_RESIDUES,
     )
 
     # --- stage 3: training optimisations ------------------------------------------------------
     useProgressiveTraining: bool = option(
         False, "raise the crop length in stages over the epochs (curriculum)"
     )
-    progressiveStartLength: int = option(64, "crop length of the first curriculum stage", min=3)
-    progressiveEndLength: int = option(
-        256, "crop length of the last stage (≤ maximumNumResidues)", min=3
+    progressiveStartLength: int = option(
+        64, "crop length of the first curriculum stage", min=3, max=MAX_RESIDUES
     )
-    progressiveNumStages: int = option(4, "number of curriculum stages", min=1)
+    progressiveEndLength: int = option(
+        256, "crop length of the last stage (≤ maximumNumResidues)", min=3, max=MAX_RESIDUES
+    )
+    progressiveNumStages: int = option(4, "number of curriculum stages", min=1, max=MAX_COUNT)
     useMixedPrecision: bool = option(False, "train under autocast with the given precision")
     precision: str = option(
         "bf16",
@@ -326,7 +402,9 @@ class GenieConfig:
     useChunkedLoss: bool = option(
         False, "compute pairwise loss terms in residue chunks (no n×n tensor, also in backward)"
     )
-    lossChunkSize: int = option(128, "residues per loss chunk (useChunkedLoss)", min=1)
+    lossChunkSize: int = option(
+        128, "residues per loss chunk (useChunkedLoss)", min=1, max=MAX_RESIDUES
+    )
     useMHCLoss: bool = option(
         False,
         "multi-scale hierarchical consistency loss on predicted Cα distances "
@@ -340,8 +418,8 @@ class GenieConfig:
     )
 
     # --- optimisation -------------------------------------------------------------------------
-    batchSize: int = option(4, "chains per batch (per device)", min=1)
-    numEpochs: int = option(100, "training epochs", min=1)
+    batchSize: int = option(4, "chains per batch (per device)", min=1, max=MAX_COUNT)
+    numEpochs: int = option(100, "training epochs", min=1, max=MAX_COUNT)
     maxTrainingMinutes: float | None = option(
         None,
         "stop at the end of the epoch in which this much training time (minutes, counted over "
@@ -355,26 +433,35 @@ class GenieConfig:
         0.0, "linear learning-rate warm-up (epochs, fractions allowed)", min=0
     )
     gradientClipVal: float = option(1.0, "clip the gradient norm to this (0 = off)", min=0)
-    logEverySteps: int = option(50, "log training scalars every N optimiser steps", min=1)
-    checkpointEveryEpochs: int = option(1, "save checkpoints every N epochs", min=1)
-    validateEveryEpochs: int = option(1, "run the validation loop every N epochs", min=1)
+    logEverySteps: int = option(
+        50, "log training scalars every N optimiser steps", min=1, max=MAX_ITEMS
+    )
+    checkpointEveryEpochs: int = option(1, "save checkpoints every N epochs", min=1, max=MAX_COUNT)
+    validateEveryEpochs: int = option(
+        1, "run the validation loop every N epochs", min=1, max=MAX_COUNT
+    )
     logSamplesEveryEpochs: int = option(
         10,
         "every N epochs sample backbones (DDIM) and log contact maps, Cα traces, evaluation "
         "figures and scalars to TensorBoard (samples/*); 0 = off",
         min=0,
+        max=MAX_COUNT,
     )
-    logSamplesCount: int = option(4, "backbones per round of sample pictures", min=1)
+    logSamplesCount: int = option(
+        4, "backbones per round of sample pictures", min=1, max=MAX_LAYERS
+    )
     logSamplesLength: int | None = option(
         None,
         f"residues of each picture sample (None = min({LOG_SAMPLES_LENGTH}, maximumNumResidues))",
         min=3,
+        max=MAX_RESIDUES,
     )
     logSamplesSkipSteps: int = option(
         20,
         "DDIM stride s of the picture samples: ⌈numTimesteps / s⌉ model calls (T = 1000: 50); "
         "capped at numTimesteps − 1",
         min=1,
+        max=MAX_STEPS,
     )
     matmulPrecision: str = option(
         "high",
@@ -384,7 +471,8 @@ class GenieConfig:
     accelerator: str = option(
         "auto", "Lightning accelerator", choices=("auto", "cpu", "gpu", "cuda")
     )
-    devices: int = option(1, "devices (GPUs) to train on", min=1)
+    devices: int = option(1, "devices (GPUs) to train on", min=1, max=MAX_LAYERS)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         check_compatible(self)
