@@ -110,6 +110,11 @@ class SampleConfig:
     ipaChunkSize: int | None = option(
         None, "dense IPA: queries per chunk while sampling (None = checkpoint's)", min=1
     )
+    saveDivergedSamples: bool = option(
+        False,
+        "keep a diverged sample (NaN/inf coordinates, or beyond the PDB columns with outputFormat "
+        "pdb) as NAME.diverged.npz; never as a structure file, so a re-run samples it again",
+    )
 
     def model_overrides(self) -> dict[str, int]:
         """The model keys this config sets for sampling (:data:`SAMPLING_MODEL_KEYS`)."""
