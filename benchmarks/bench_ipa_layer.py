@@ -15,6 +15,7 @@ import argparse
 import json
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -26,6 +27,10 @@ from genie.geometry import frenet_serret_frames  # noqa: E402
 from genie.model.representations import DensePair, PairFactors  # noqa: E402
 from genie.model.structure.flash_ipa import FlashIPA  # noqa: E402
 from genie.model.structure.ipa import InvariantPointAttention  # noqa: E402
+from genie.utils.cli import run_command  # noqa: E402
+from genie.utils.errors import UserInputError  # noqa: E402
+from genie.utils.paths import ensure_writable_file  # noqa: E402
+from genie.utils.runtime import require_cuda  # noqa: E402
 
 SIZES = dict(c_s=128, c_hidden=16, n_heads=12, n_qk_points=4, n_v_points=8)
 
@@ -71,7 +76,7 @@ def measure(layer, n: int, kind: str, warmup: int, repeat: int) -> dict:
         torch.cuda.empty_cache()
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lengths", required=True)
     parser.add_argument("--backends", default="auto,cudnn,efficient,flash")
@@ -79,10 +84,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    try:
+        lengths = [int(v) for v in args.lengths.split(",")]
+    except ValueError:
+        raise UserInputError(
+            f"--lengths takes integers like 512,1024, got {args.lengths!r}"
+        ) from None
+    ensure_writable_file(args.out, what="--out")
+    require_cuda("bench_ipa_layer.py")
     torch.backends.cuda.matmul.allow_tf32 = True
     rows = []
-    for n in (int(v) for v in args.lengths.split(",")):
+    for n in lengths:
         variants = (
             [("dense", InvariantPointAttention(c_p=128, **SIZES))] if n <= args.dense_max else []
         )
@@ -105,4 +118,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -17,7 +17,8 @@ rewrites the output JSON after every row, so a run that is cut off keeps what it
 What each mode measures, and how, is said in ``bench_measure.py``.
 
 Exit status: 0 when every row is ``ok`` or ``OOM``, 1 when any row is an error (the JSON is
-written either way), 2 for bad arguments.
+written either way) or on a bug, 2 for bad arguments (a config that does not load, an unwritable
+``--out``: checked before the first child starts; :mod:`genie.utils.cli`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.bench_measure import MODES, RESULT_PREFIX, child_main  # noqa: E402
+from genie.config import load_config  # noqa: E402
 from genie.config.cli import add_config_arguments  # noqa: E402
+from genie.utils.cli import run_command  # noqa: E402
+from genie.utils.paths import ensure_writable_file  # noqa: E402
 
 
 def _tail(text: str, lines: int) -> str:
@@ -287,9 +291,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     script = sys.argv[0] if argv is None else os.path.relpath(__file__)
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 2 and argv[0] == "--child":
-        return child_main(argv[1])
+        return child_main(argv[1])  # reports its own errors in its result row
     args = parse_args(argv)
-    command_line = "python " + shlex.join([script, *argv])
+    return run_command(_parent, args, "python " + shlex.join([script, *argv]))
+
+
+def _parent(args: argparse.Namespace, command_line: str) -> int:
+    """Check the config, ``--data`` and ``--out``, then measure every row in a child."""
+    load_config(args.config, args.overrides)  # a config error is reported once, not per row
+    if args.data and not Path(args.data).is_file():
+        raise FileNotFoundError(f"--data: no dataset file {args.data}")
+    ensure_writable_file(args.out, what="--out")
     document = run_benchmark(args, command_line)
     print()
     print(

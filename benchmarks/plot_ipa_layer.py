@@ -7,15 +7,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from genie.utils.cli import run_command  # noqa: E402
+from genie.utils.errors import DataError  # noqa: E402
+from genie.utils.paths import ensure_writable_file  # noqa: E402
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("results")
     parser.add_argument("--plot", required=True)
-    args = parser.parse_args()
-    doc = json.load(open(args.results))
+    args = parser.parse_args(argv)
+    ensure_writable_file(args.plot, what="--plot")
+    try:
+        doc = json.loads(Path(args.results).read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"{args.results} is not a bench_ipa_layer.py results file: {error}"
+        ) from None
     series: dict[str, dict[int, dict]] = defaultdict(dict)
     for row in doc["results"]:
         series[row["variant"]][row["length"]] = row
@@ -57,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -25,10 +26,11 @@ from genie.config import load_config  # noqa: E402
 from genie.config.cli import add_config_arguments  # noqa: E402
 from genie.training.module import GenieModule  # noqa: E402
 from genie.training.precision import autocast_dtype  # noqa: E402
-from genie.utils.runtime import apply_runtime_settings  # noqa: E402
+from genie.utils.cli import run_command  # noqa: E402
+from genie.utils.runtime import apply_runtime_settings, require_cuda  # noqa: E402
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     add_config_arguments(parser, what="training")
     parser.add_argument("--length", type=int, required=True)
@@ -36,8 +38,9 @@ def main() -> None:
     parser.add_argument(
         "--sort", default="cuda_time_total", help="profiler column, e.g. self_cpu_time_total"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cfg = load_config(args.config, [*args.overrides, f"maximumNumResidues={args.length}"])
+    require_cuda("profile_step.py (CUDA kernel times)")
     apply_runtime_settings(matmul_precision=cfg.matmulPrecision)
     module = GenieModule(cfg).cuda().train()
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=True)
@@ -67,4 +70,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

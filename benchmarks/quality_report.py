@@ -19,8 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from genie.utils.cli import run_command  # noqa: E402
+from genie.utils.errors import UserInputError  # noqa: E402
+from genie.utils.paths import ensure_writable_file  # noqa: E402
 
 
 def _row(label: str, summary: dict[str, Any]) -> dict[str, Any]:
@@ -135,16 +143,27 @@ def plot_curves(
     plt.close(fig)
 
 
-def main() -> None:
+def _pair(item: str, option: str) -> tuple[str, str]:
+    """``LABEL=DIR`` -> ``(LABEL, DIR)``."""
+    label, sep, value = item.rpartition("=")
+    if not sep or not label or not value:
+        raise UserInputError(f"{option} takes LABEL=DIR, got {item!r}")
+    return label, value
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eval", action="append", default=[], metavar="LABEL=DIR")
     parser.add_argument("--run", action="append", default=[], metavar="NAME=DIR")
     parser.add_argument("--curves", type=Path)
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    for option, path in (("--curves", args.curves), ("--json", args.json)):
+        if path is not None:
+            ensure_writable_file(path, what=option)
     rows, reference = [], None
     for item in args.eval:
-        label, folder = item.rsplit("=", 1)
+        label, folder = _pair(item, "--eval")
         metrics = json.loads((Path(folder) / "metrics.json").read_text())
         if reference is None:
             reference = _row(
@@ -156,7 +175,7 @@ def main() -> None:
     if args.run and args.curves:
         runs, joins = {}, {}
         for item in args.run:
-            name, folders = item.rsplit("=", 1)
+            name, folders = _pair(item, "--run")
             parts = [read_curves(Path(folder)) for folder in folders.split(",")]
             runs[name], joins[name] = chain_curves(parts)
             last = {tag: points[-1] for tag, points in runs[name].items() if points}
@@ -168,4 +187,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -28,11 +28,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.report_plot import plot  # noqa: E402
 from benchmarks.report_section import build_section, upsert_section  # noqa: E402
 from benchmarks.report_tables import merge_results, pick_train_series  # noqa: E402
+from genie.utils.cli import run_command  # noqa: E402
+from genie.utils.errors import DataError  # noqa: E402
+from genie.utils.paths import ensure_writable_file  # noqa: E402
 
 
 def load_json(path: str | Path) -> dict[str, Any]:
-    """Read a JSON document."""
-    return json.loads(Path(path).read_text())
+    """Read a JSON document.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataError: not JSON.
+    """
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path} is not a JSON results file: {error}") from error
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="PNG to write and link from the section")
     parser.add_argument("--doc", type=Path, default=Path("docs/BENCHMARKS.md"))
     args = parser.parse_args(argv)
+    ensure_writable_file(args.doc, what="--doc")
+    if args.plot is not None:
+        ensure_writable_file(args.plot, what="--plot")
 
     runs = [load_json(p) for p in args.results]
     reference = load_json(args.reference) if args.reference else None
@@ -67,4 +81,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

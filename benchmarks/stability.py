@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -27,6 +28,8 @@ from genie.config.cli import add_config_arguments  # noqa: E402
 from genie.training.module import GenieModule  # noqa: E402
 from genie.training.precision import autocast_dtype  # noqa: E402
 from genie.training.run import build_datamodule  # noqa: E402
+from genie.utils.cli import run_command  # noqa: E402
+from genie.utils.paths import ensure_writable_file  # noqa: E402
 from genie.utils.runtime import apply_runtime_settings  # noqa: E402
 
 
@@ -51,7 +54,7 @@ def run(cfg, batches, *, lr: float, device) -> dict:
             "diverged": not all(math.isfinite(v) for v in losses + norms)}  # fmt: skip
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     add_config_arguments(parser, what="training")
     parser.add_argument("--data", required=True)
@@ -59,10 +62,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--out", required=True)
     parser.add_argument("--plot")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     base = [f"dataDirectory={args.data}", "numWorkers=0", "gradientClipVal=0", *args.overrides]
     cfg_on = load_config(args.config, base)
+    for option, path in (("--out", args.out), ("--plot", args.plot)):
+        if path is not None:
+            ensure_writable_file(path, what=option)
     apply_runtime_settings(matmul_precision=cfg_on.matmulPrecision)
     dm = build_datamodule(cfg_on)
     dm.prepare_data()
@@ -109,4 +115,4 @@ def plot(doc: dict, path: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

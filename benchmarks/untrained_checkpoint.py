@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -25,14 +26,17 @@ from genie.checkpoint import CHECKSUM_KEY, checksum_entry  # noqa: E402
 from genie.config import load_config  # noqa: E402
 from genie.config.cli import add_config_arguments  # noqa: E402
 from genie.training.module import GenieModule  # noqa: E402
+from genie.utils.cli import run_command  # noqa: E402
+from genie.utils.paths import ensure_writable_file  # noqa: E402
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_arguments(parser, what="training")
     parser.add_argument("out", help="checkpoint to write (.ckpt)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
+    ensure_writable_file(args.out, what="OUT")
     pl.seed_everything(cfg.seed, verbose=False)
     module = GenieModule(cfg)
     out = Path(args.out)
@@ -52,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

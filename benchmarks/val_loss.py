@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -23,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from genie.diffusion import noise_loss  # noqa: E402
 from genie.training.module import load_module  # noqa: E402
 from genie.training.run import build_datamodule  # noqa: E402
+from genie.utils.cli import run_command  # noqa: E402
+from genie.utils.paths import ensure_writable_file  # noqa: E402
 
 
 @torch.no_grad()
@@ -41,14 +44,16 @@ def score(module, datamodule, *, draws: int, device: torch.device) -> float:
     return total / count
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--data", help="processed dataset .npz (default: the first config's)")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--draws", type=int, default=8)
     parser.add_argument("--out")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.out:
+        ensure_writable_file(args.out, what="--out")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     first = load_module(args.checkpoints[0]).config
     overrides = {"maximumNumResidues": args.max_length, "numWorkers": 0}
@@ -69,4 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

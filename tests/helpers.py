@@ -42,6 +42,19 @@ def tiny_train_config(tmp_path: Path, *extra: str):
     )  # fmt: skip
 
 
+def write_tiny_checkpoint(path: Path, *, timesteps: int) -> Path:
+    """A checkpoint in the trainer's format of a tiny model with ``timesteps`` diffusion steps and
+    random (not zero-initialised) weights."""
+    from genie.config import load_config
+    from genie.training.module import GenieModule
+
+    module = GenieModule(load_config(None, TINY_MODEL + [f"numTimesteps={timesteps}"]))
+    randomize_(module.model, scale=0.1, seed=0)
+    torch.save({"hyper_parameters": {"config": dict(module.hparams["config"])},
+                "state_dict": module.state_dict()}, path)  # fmt: skip
+    return path
+
+
 def shared_pdb_dir() -> Path:
     """The real structures of ../shared/data/pdb, or skip the test when they are absent."""
     path = SHARED_DATA / "pdb"

@@ -159,6 +159,11 @@ class SampleConfig:
         min=1,
         max=MAX_RESIDUES,
     )
+    saveDivergedSamples: bool = option(
+        False,
+        "keep a diverged sample (NaN/inf coordinates, or beyond the PDB columns with outputFormat "
+        "pdb) as NAME.diverged.npz; never as a structure file, so a re-run samples it again",
+    )
 
     def model_overrides(self) -> dict[str, int]:
         """The model keys this config sets for sampling (:data:`SAMPLING_MODEL_KEYS`)."""

@@ -27,6 +27,13 @@ from genie.data.dataset import CaDataset, collate_ca_batch, split_train_val
 from genie.data.dataset_file import CaDatasetArrays, default_dataset_path, load_dataset_file
 from genie.data.preprocess import build_dataset
 from genie.data.sampler import LengthBucketBatchSampler
+from genie.utils.errors import DataError
+
+
+def uses_cache(sources: Sequence[str] | None) -> bool:
+    """Whether data from ``sources`` goes through the cache folder: structure files do; the
+    bundled set (None or empty) and one processed ``.npz`` file are read as they are."""
+    return bool(sources) and not (len(sources) == 1 and str(sources[0]).endswith(".npz"))
 
 
 class CaDataModule(pl.LightningDataModule):
@@ -123,7 +130,7 @@ class CaDataModule(pl.LightningDataModule):
     def _dataset_path(self, *, progress: bool) -> Path:
         if not self.sources:
             return default_dataset_path()
-        if len(self.sources) == 1 and str(self.sources[0]).endswith(".npz"):
+        if not uses_cache(self.sources):
             path = Path(self.sources[0])  # a dataset file made by `python -m genie.data.preprocess`
             if not path.is_file():
                 raise FileNotFoundError(f"processed dataset not found: {path}")
@@ -147,20 +154,24 @@ class CaDataModule(pl.LightningDataModule):
         if self.train_dataset is not None:
             return
         path = self._dataset_path(progress=False)
+        where = f"{path}" if not uses_cache(self.sources) else f"{path} (from {self.sources})"
         arrays = load_dataset_file(path)
         usable = np.flatnonzero(arrays.lengths >= self.min_length)
         if len(usable) < 2:
-            raise ValueError(
-                f"{path} has {len(usable)} segments of >= {self.min_length} residues; a train/val "
-                "split needs at least 2"
+            raise DataError(
+                f"{where} has {len(usable)} segments of >= {self.min_length} residues; a "
+                "train/val split needs at least 2"
             )
         sequences = [arrays.sequences[i] for i in usable]
         groups = sequences
         if self.cluster_sampling:
             groups = cluster_sequences(sequences, similarity=self.cluster_similarity).tolist()
-        train_pos, val_pos = split_train_val(
-            len(usable), val_fraction=self.val_fraction, seed=self.seed, groups=groups
-        )
+        try:
+            train_pos, val_pos = split_train_val(
+                len(usable), val_fraction=self.val_fraction, seed=self.seed, groups=groups
+            )
+        except ValueError as error:  # e.g. every segment one sequence (cluster): no training
+            raise DataError(f"{where}: {error}") from error
         if self.dataset_size is not None and self.dataset_size < len(train_pos):
             rng = np.random.default_rng((self.seed, 1))
             train_pos = np.sort(rng.choice(train_pos, size=self.dataset_size, replace=False))

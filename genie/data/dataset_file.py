@@ -18,6 +18,7 @@ File keys (format version 1; all arrays, no pickled objects):
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 
 from genie.data.atomic import atomic_open
 from genie.data.structure_io import CaSegment
+from genie.utils.errors import DataError
 
 FORMAT_VERSION = 1
 DEFAULT_DATASET_NAME = "ts50_ca.npz"
@@ -152,17 +154,25 @@ def load_dataset_file(path: str | Path) -> CaDatasetArrays:
     """Load a dataset file written by :func:`save_dataset_file`.
 
     Raises:
-        ValueError: missing keys, another format version, or inconsistent arrays.
+        DataError: not an ``.npz`` file, missing keys or another format version.
+        ValueError: inconsistent arrays.
     """
     path = Path(path)
-    with np.load(path, allow_pickle=False) as data:
+    not_dataset = f"{path} is not a Cα dataset file (an .npz of python -m genie.data.preprocess)"
+    try:
+        opened = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile) as error:  # not an .npz archive at all
+        raise DataError(f"{not_dataset}: {error}") from error
+    if not isinstance(opened, np.lib.npyio.NpzFile):  # a single .npy array
+        raise DataError(f"{not_dataset}: one array, not an archive")
+    with opened as data:
         missing = [key for key in _KEYS if key not in data.files]
         if missing:
-            raise ValueError(f"{path} is not a Cα dataset file: missing {missing}")
+            raise DataError(f"{path} is not a Cα dataset file: missing {missing}")
         metadata = json.loads(str(data["metadata"]))
         version = metadata.get("format_version")
         if version != FORMAT_VERSION:
-            raise ValueError(
+            raise DataError(
                 f"{path} has format version {version}, this code reads {FORMAT_VERSION}: rebuild it"
             )
         offsets = data["offsets"].astype(np.int64)

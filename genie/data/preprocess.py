@@ -45,6 +45,9 @@ from genie.data.structure_io import (
     read_ca_segments,
     structure_format,
 )
+from genie.utils.cli import run_command
+from genie.utils.errors import DataError, UserInputError
+from genie.utils.paths import ensure_writable_dir, ensure_writable_file
 
 __all__ = [
     "BuildSummary",
@@ -210,7 +213,8 @@ def build_dataset(
 
     Raises:
         FileNotFoundError: no structure file in ``sources``.
-        ValueError: no segment passed the filters (message names the sources and counts).
+        DataError: no segment passed the filters (message names the sources and counts).
+        ValueError: bad length bounds.
     """
     if min_length < 1 or (max_length is not None and max_length < min_length):
         raise ValueError(f"need 1 <= min_length <= max_length, got {min_length}, {max_length}")
@@ -266,7 +270,7 @@ def build_dataset(
     summary.residues = sum(len(s) for s in kept)
     summary.seconds = time.perf_counter() - start
     if not kept:
-        raise ValueError(f"no usable Cα segment in {source_list} with {params}: {summary.text()}")
+        raise DataError(f"no usable Cα segment in {source_list} with {params}: {summary.text()}")
 
     metadata = {"sources": source_list, "params": params, "summary": asdict(summary)}
     save_dataset_file(path, arrays_from_segments(kept, metadata=metadata))
@@ -275,7 +279,12 @@ def build_dataset(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; prints the summary and the dataset path."""
+    """Command-line entry point; prints the summary and the dataset path.
+
+    Returns:
+        0 on success, 2 on a user mistake (one line on stderr), 1 on a bug
+        (:mod:`genie.utils.cli`).
+    """
     parser = argparse.ArgumentParser(
         prog="python -m genie.data.preprocess",
         description="Build (or reuse) a cached Cα dataset from PDB/mmCIF files.",
@@ -300,29 +309,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--output", default=None, help="also write the dataset to this .npz file (a copy)"
     )
     args = parser.parse_args(argv)
-    if args.output is not None and not args.output.endswith(".npz"):
-        print(f"error: --output must name a .npz file, got {args.output}", file=sys.stderr)
-        return 1
-    try:
-        path = build_dataset(
-            args.sources,
-            cache_dir=args.cache_dir,
-            min_length=args.min_length,
-            max_length=args.max_length,
-            chain_break_distance=args.chain_break_distance,
-            split_chain_breaks=not args.keep_chain_breaks,
-            num_workers=args.workers,
-            progress=True,
+    return run_command(_preprocess, args, prog=parser.prog)
+
+
+def _preprocess(args: argparse.Namespace) -> None:
+    if args.min_length < 1 or (args.max_length is not None and args.max_length < args.min_length):
+        raise UserInputError(
+            f"need 1 <= --min-length <= --max-length, got {args.min_length}, {args.max_length}"
         )
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    if args.output is not None:
+        if not args.output.endswith(".npz"):
+            raise UserInputError(f"--output must name a .npz file, got {args.output}")
+        ensure_writable_file(args.output, what="--output")
+    ensure_writable_dir(args.cache_dir, what="--cache-dir")
+    path = build_dataset(
+        args.sources,
+        cache_dir=args.cache_dir,
+        min_length=args.min_length,
+        max_length=args.max_length,
+        chain_break_distance=args.chain_break_distance,
+        split_chain_breaks=not args.keep_chain_breaks,
+        num_workers=args.workers,
+        progress=True,
+    )
     if args.output is not None:
         with open(path, "rb") as source, atomic_open(args.output, binary=True) as target:
             shutil.copyfileobj(source, target)
         path = Path(args.output)
     print(path)
-    return 0
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # torch tensors are accepted, but torch is not imported for r
 PDB_SUFFIXES = (".pdb", ".ent")
 CIF_SUFFIXES = (".cif", ".mmcif")
 PDB_MAX_RESIDUES = 9999  # residue number columns 23-26
-_PDB_COORD_RANGE = (-999.999, 9999.999)  # %8.3f columns
+PDB_COORD_RANGE = (-999.999, 9999.999)  # %8.3f columns
 _PDB_BFACTOR_RANGE = (-99.99, 999.99)  # %6.2f columns
 
 
@@ -265,7 +265,7 @@ def _as_coords(coords: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def _fits_pdb(xyz: np.ndarray) -> bool:
-    low, high = _PDB_COORD_RANGE
+    low, high = PDB_COORD_RANGE
     return xyz.shape[0] <= PDB_MAX_RESIDUES and xyz.min() >= low and xyz.max() <= high
 
 
@@ -361,7 +361,7 @@ def write_ca_structure(
         if not _fits_pdb(xyz):
             raise ValueError(
                 f"PDB format holds at most {PDB_MAX_RESIDUES} residues with coordinates in "
-                f"{_PDB_COORD_RANGE} Å; got n={n}, range [{xyz.min():.1f}, {xyz.max():.1f}]: "
+                f"{PDB_COORD_RANGE} Å; got n={n}, range [{xyz.min():.1f}, {xyz.max():.1f}]: "
                 "use fmt='cif' or 'auto'"
             )
         if b.min() < _PDB_BFACTOR_RANGE[0] or b.max() > _PDB_BFACTOR_RANGE[1]:

@@ -23,9 +23,12 @@ from genie.data.atomic import atomic_open
 from genie.eval.figures import make_figures
 from genie.eval.inputs import read_reference, read_samples
 from genie.eval.metrics import evaluate_backbones, summarize_reference
-from genie.eval.optional import MissingDependencyError, import_optional
+from genie.eval.optional import import_optional
 from genie.eval.report import render_report
 from genie.eval.settings import DEFAULT_BUCKETS, EvalSettings, parse_buckets
+from genie.utils.cli import run_command
+from genie.utils.errors import UserInputError
+from genie.utils.paths import ensure_writable_dir
 
 
 class ProgressPrinter:
@@ -101,14 +104,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, progress: ProgressPrinter) -> Path:
-    """Evaluate and write the report, JSON and plots; returns the report path."""
-    settings = EvalSettings(
-        buckets=parse_buckets(args.buckets),
-        max_tm_length=args.max_tm_length,
-        max_tm_pairs=args.max_tm_pairs,
-        tm_time_budget_s=args.tm_time_budget,
-        seed=args.seed,
-    )
+    """Evaluate and write the report, JSON and plots; returns the report path.
+
+    Raises:
+        UserInputError: a bad option value, or a missing optional package.
+        NotADirectoryError, PermissionError: ``--out`` cannot be written (checked first).
+    """
+    try:
+        settings = EvalSettings(
+            buckets=parse_buckets(args.buckets),
+            max_tm_length=args.max_tm_length,
+            max_tm_pairs=args.max_tm_pairs,
+            tm_time_budget_s=args.tm_time_budget,
+            seed=args.seed,
+        )
+    except ValueError as error:  # the option values, checked by EvalSettings
+        raise UserInputError(f"bad option: {error}") from None
+    out = ensure_writable_dir(args.out, what="--out")
     for module, package, purpose in (
         ("biotite.structure", "biotite", "P-SEA"),
         ("tmtools", "tmtools", "TM-score diversity"),
@@ -138,7 +150,6 @@ def run(args: argparse.Namespace, progress: ProgressPrinter) -> Path:
         "skipped_reference": reference_set.skipped,
     }
 
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plots = {}
     for name, figure in make_figures(metrics).items():
@@ -156,14 +167,15 @@ def run(args: argparse.Namespace, progress: ProgressPrinter) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``genie-eval``; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Entry point of ``genie-eval``; returns the exit status: 0, 2 on a user mistake (one line
+    on stderr), 1 on a bug (:mod:`genie.utils.cli`)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_command(_evaluate, args, prog=parser.prog)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
     progress = ProgressPrinter()
-    try:
-        report = run(args, progress)
-    except (MissingDependencyError, FileNotFoundError, ValueError) as error:
-        print(f"genie-eval: error: {error}", file=sys.stderr)
-        return 1
+    report = run(args, progress)
     progress.message(f"wrote {report} (+ metrics.json and plots)")
     print(report)
-    return 0

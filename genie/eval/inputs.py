@@ -22,6 +22,7 @@ import numpy as np
 from genie.data.dataset_file import default_dataset_path, load_dataset_file
 from genie.data.preprocess import collect_structure_files
 from genie.data.structure_io import StructureReadError, read_ca_segments, structure_stem
+from genie.utils.errors import DataError
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 _FRAGMENT = re.compile(r"(?P<parent>.+)_frag\d{3,}")
@@ -70,7 +71,7 @@ def read_samples(folder: str | Path, *, progress: Progress | None = None) -> Cha
 
     Raises:
         FileNotFoundError: no structure file found.
-        ValueError: files found but none holds a protein chain.
+        DataError: files found but none holds a protein chain.
     """
     files = collect_structure_files(folder)
     stems = {(path.parent, structure_stem(path)) for path in files}
@@ -85,7 +86,7 @@ def read_samples(folder: str | Path, *, progress: Progress | None = None) -> Cha
     )
     skipped.update(fragments)
     if not traces:
-        raise ValueError(f"no readable protein chain in the {len(files)} files under {folder}")
+        raise DataError(f"no readable protein chain in the {len(files)} files under {folder}")
     return ChainSet(source=str(folder), names=tuple(names), traces=tuple(traces), skipped=skipped)
 
 
@@ -101,7 +102,7 @@ def read_reference(
 
     Raises:
         FileNotFoundError: nothing at ``path``.
-        ValueError: no segment of ``min_length`` residues or more.
+        DataError: no segment of ``min_length`` residues or more, or not a dataset file.
     """
     if path is None or str(path).lower().endswith(".npz"):
         npz = default_dataset_path() if path is None else Path(path)
@@ -116,7 +117,7 @@ def read_reference(
             files, split=True, min_length=min_length, stage="reading reference", progress=progress
         )
     if not traces:
-        raise ValueError(f"--reference {source}: no unbroken chain of >= {min_length} residues")
+        raise DataError(f"--reference {source}: no unbroken chain of >= {min_length} residues")
     return ChainSet(source=source, names=tuple(names), traces=tuple(traces), skipped=skipped)
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from genie.utils.errors import UserInputError
+
 EVAL_EXTRA_HINT = "pip install 'genie-long[eval]'"
 
 
-class MissingDependencyError(ImportError):
-    """An optional package that an evaluation metric needs is not installed."""
+class MissingDependencyError(UserInputError, ImportError):
+    """An optional package that an evaluation metric needs is not installed (a user error:
+    the message says what to install)."""
 
 
 def import_optional(module: str, *, package: str, purpose: str) -> ModuleType:

@@ -5,8 +5,11 @@ output folder), samples in batches of mixed lengths and writes one Cα-only file
 (PDB up to 9,999 residues, mmCIF above; optionally PDB fragments and the trajectory), atomically
 (:mod:`genie.sampling.writer`). Files already present are skipped, so an interrupted run
 continues where it stopped. Sample i of length L uses the seed derived from (seed, L, i);
-re-running with the same config regenerates exactly the missing files. A progress bar shows
-reverse steps/s and the ETA; one summary line ends the run.
+re-running with the same config regenerates exactly the missing files (a temporary file left by a
+killed run is removed). A sample that diverged (NaN/inf coordinates, or beyond the PDB columns
+with ``outputFormat pdb``) is not written as a structure file: a warning names it, its length and
+seed, and the summary line counts it (``saveDivergedSamples`` keeps it as ``NAME.diverged.npz``).
+A progress bar shows reverse steps/s and the ETA; one summary line ends the run.
 """
 
 from __future__ import annotations
@@ -26,13 +29,16 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from genie.checkpoint import TrainedModel, read_checkpoint
 from genie.config import ConfigError, SampleConfig
 from genie.config.cli import add_config_arguments, load_with_defaults
+from genie.data.atomic import remove_stale_temporaries
 from genie.data.structure_io import PDB_MAX_RESIDUES
 from genie.diffusion.schedule import DiffusionSchedule
 from genie.sampling.chains import ChainBatch, sample_seed
 from genie.sampling.ddim import DDIMSampler
 from genie.sampling.ddpm import DDPMSampler
 from genie.sampling.reverse import ReverseSampler, reverse_process
-from genie.sampling.writer import with_suffix, write_sample
+from genie.sampling.writer import coordinate_problem, with_suffix, write_diverged, write_sample
+from genie.utils.cli import exit_status
+from genie.utils.paths import ensure_writable_dir
 from genie.utils.runtime import apply_runtime_settings
 
 log = logging.getLogger("genie.sample")
@@ -171,12 +177,31 @@ def _keeps_trajectory(cfg: SampleConfig, job: SampleJob) -> bool:
     return True
 
 
+def _set_aside(cfg: SampleConfig, job: SampleJob, xyz: torch.Tensor, frames, steps, why: str):
+    """Report a diverged sample and, with ``saveDivergedSamples``, keep it as .diverged.npz."""
+    kept = ""
+    if cfg.saveDivergedSamples:
+        path = write_diverged(job.stem, xyz, reason=why, trajectory=frames, frame_timesteps=steps)
+        kept = f"; kept as {path.name}"
+    log.warning("%s diverged (length %d, seed %d): %s; not written%s", job.stem.name,
+                job.length, job.seed, why, kept)  # fmt: skip
+
+
 def sample(cfg: SampleConfig) -> list[Path]:
-    """Run a sampling config; returns the structure files written by this call."""
+    """Run a sampling config; returns the structure files written by this call.
+
+    Raises:
+        ConfigError: a bad key value (checked before any work).
+        NotADirectoryError, PermissionError, UserInputError: ``outputDirectory`` cannot be
+            written (checked before the model is loaded).
+    """
     if not cfg.checkpoint:
         raise ConfigError("checkpoint is empty: set it to a trained .ckpt file or a run folder")
     device = resolve_device(cfg.device)
     jobs = plan_jobs(cfg)
+    ensure_writable_dir(cfg.outputDirectory, what="outputDirectory")
+    for path in remove_stale_temporaries(cfg.outputDirectory, prefix=f"{cfg.name}_L"):
+        log.info("removed %s, left by a run that was killed while writing it", path.name)
     todo = [job for job in jobs if not job.done()]
     print(f"[genie] {len(jobs)} samples planned, {len(jobs) - len(todo)} already written")
     if not todo:
@@ -188,6 +213,7 @@ def sample(cfg: SampleConfig) -> list[Path]:
     todo.sort(key=lambda job: job.length)
     batches = [todo[i : i + cfg.batchSize] for i in range(0, len(todo), cfg.batchSize)]
     written: list[Path] = []
+    diverged: list[SampleJob] = []
     start = time.perf_counter()
     bar = tqdm(total=len(batches) * steps, desc=f"sampling on {device}", unit="step",
                dynamic_ncols=True)  # fmt: skip
@@ -206,20 +232,27 @@ def sample(cfg: SampleConfig) -> list[Path]:
                 on_step=lambda _done: bar.update(1),
             )  # fmt: skip
             for job, xyz, frames in zip(batch, result.coords, result.trajectories, strict=True):
+                frame_steps = result.frame_timesteps if frames else ()
+                why = coordinate_problem(xyz, fmt=cfg.outputFormat)
+                if why is not None:
+                    _set_aside(cfg, job, xyz, frames, frame_steps, why)
+                    diverged.append(job)
+                    continue
                 files = write_sample(
                     job.stem,
                     xyz,
                     fmt=cfg.outputFormat,
                     fragment_length=cfg.fragmentLength if cfg.saveFragments else None,
                     trajectory=frames,
-                    frame_timesteps=result.frame_timesteps if frames else (),
+                    frame_timesteps=frame_steps,
                 )
                 written.append(files.structure)
     elapsed = time.perf_counter() - start
     print(
-        f"[genie] {describe_sampler(cfg, sampler)}: wrote {len(written)} samples to "
-        f"{cfg.outputDirectory} in {elapsed:.1f} s ({60 * len(written) / elapsed:.2f} samples/min, "
-        f"{len(batches) * steps / elapsed:.1f} steps/s)"
+        f"[genie] {describe_sampler(cfg, sampler)}: wrote {len(written)} samples, "
+        f"{len(diverged)} diverged (not written) to {cfg.outputDirectory} in {elapsed:.1f} s "
+        f"({60 * len(todo) / elapsed:.2f} samples/min, {len(batches) * steps / elapsed:.1f} "
+        "steps/s)"
     )
     return written
 
@@ -230,7 +263,12 @@ def main(
     description: str = "Sample backbones.",
     defaults: Mapping[str, str] | None = None,
 ) -> int:
-    """The sampling command; ``defaults`` are config values used where the config sets none."""
+    """The sampling command; ``defaults`` are config values used where the config sets none.
+
+    Returns:
+        0 on success (diverged samples included), 2 on a user mistake (one line on stderr), 1 on
+        a bug (with its traceback), 130 on Ctrl-C: :mod:`genie.utils.cli`.
+    """
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     parser = argparse.ArgumentParser(description=description)
     add_config_arguments(parser, what="sampling")
@@ -240,9 +278,8 @@ def main(
         if applied:
             print("[genie] defaults applied: " + ", ".join(a.replace("=", " ", 1) for a in applied))
         sample(cfg)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except BaseException as error:  # the error path of every entry point
+        return exit_status(error)
     return 0
 
 

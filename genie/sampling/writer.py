@@ -14,6 +14,11 @@ columns; a fragment whose coordinates exceed the PDB coordinate columns (beyond 
 Trajectory (``saveTrajectory``): ``STEM.trajectory.npz`` with ``coords`` ``[frames, n, 3]``
 float32 Å (oldest first, the last frame is the final structure) and ``timesteps`` ``[frames]``
 (frame j is x_t at t = timesteps[j]).
+
+Diverged samples (:func:`coordinate_problem`): a backbone with a NaN or infinite coordinate, or
+one that ``outputFormat pdb`` cannot hold (beyond the PDB coordinate columns), is never written
+as ``STEM.pdb``/``STEM.cif``, so a re-run does not count it as done; on request
+(``saveDivergedSamples``) its coordinates go to ``STEM.diverged.npz`` (:func:`write_diverged`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import numpy as np
 import torch
 
 from genie.data.atomic import atomic_open
-from genie.data.structure_io import PDB_MAX_RESIDUES, write_ca_structure
+from genie.data.structure_io import PDB_COORD_RANGE, PDB_MAX_RESIDUES, write_ca_structure
 
 log = logging.getLogger("genie.sample")
 
@@ -44,6 +49,46 @@ def fragment_bounds(n: int, fragment_length: int) -> list[tuple[int, int]]:
             f"fragmentLength must be in 1..{PDB_MAX_RESIDUES} (PDB), got {fragment_length}"
         )
     return [(s, min(s + fragment_length, n)) for s in range(0, n, fragment_length)]
+
+
+def coordinate_problem(coords: torch.Tensor, *, fmt: str = "auto") -> str | None:
+    """Why the backbone ``coords`` ``[n, 3]`` (Å) cannot be written as a valid structure file of
+    format ``fmt``, or None when it can: NaN or infinite coordinates (any format), or coordinates
+    beyond the PDB columns for ``fmt="pdb"`` (``auto`` writes mmCIF then, which holds any finite
+    value)."""
+    finite = torch.isfinite(coords).all(dim=-1)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        return f"{bad} of {coords.shape[0]} residues have NaN or infinite coordinates"
+    low, high = PDB_COORD_RANGE
+    if fmt == "pdb" and (float(coords.min()) < low or float(coords.max()) > high):
+        return (
+            f"coordinates span [{float(coords.min()):.0f}, {float(coords.max()):.0f}] Å, beyond "
+            f"the PDB columns [{low}, {high}] of outputFormat pdb (auto or cif would write mmCIF)"
+        )
+    return None
+
+
+def write_diverged(
+    stem: Path,
+    coords: torch.Tensor,
+    *,
+    reason: str,
+    trajectory: Sequence[torch.Tensor] = (),
+    frame_timesteps: Sequence[int] = (),
+) -> Path:
+    """Keep a diverged sample as ``STEM.diverged.npz`` (atomically): ``coords`` ``[n, 3]``
+    float32 Å as sampled (NaN included), ``reason`` and, when kept, the trajectory
+    (``trajectory`` ``[frames, n, 3]``, ``timesteps``). Not a structure file: a re-run samples
+    it again."""
+    path = with_suffix(stem, ".diverged.npz")
+    arrays = {"coords": coords.float().cpu().numpy(), "reason": np.asarray(reason)}
+    if len(trajectory):
+        arrays["trajectory"] = torch.stack(list(trajectory)).float().cpu().numpy()
+        arrays["timesteps"] = np.asarray(frame_timesteps, dtype=np.int64)
+    with atomic_open(path, binary=True) as handle:
+        np.savez_compressed(handle, **arrays)
+    return path
 
 
 @dataclass
@@ -77,7 +122,13 @@ def write_sample(
 
     Returns:
         the paths written.
+
+    Raises:
+        ValueError: a backbone that :func:`coordinate_problem` rejects (nothing is written).
     """
+    problem = coordinate_problem(coords, fmt=fmt)
+    if problem is not None:
+        raise ValueError(f"{stem.name}: not written: {problem}")
     n = int(coords.shape[0])
     stem.parent.mkdir(parents=True, exist_ok=True)
     written_traj = None

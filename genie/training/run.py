@@ -35,13 +35,15 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from genie.config import ConfigError, GenieConfig, save_config
 from genie.config.cli import add_config_arguments, load_with_defaults
 from genie.config.schema import LOG_SAMPLES_LENGTH
-from genie.data.datamodule import CaDataModule
+from genie.data.datamodule import CaDataModule, uses_cache
 from genie.training.callbacks import EpochSeedCallback, SpeedAndMemoryLogger
 from genie.training.curriculum import ProgressiveLengthCallback
 from genie.training.from_checkpoint import check_resume, load_initial_weights
 from genie.training.module import GenieModule
 from genie.training.pictures import SamplePictures
 from genie.training.precision import SkippedStepMonitor, lightning_precision
+from genie.utils.cli import exit_status
+from genie.utils.paths import ensure_writable_dir
 from genie.utils.runtime import apply_runtime_settings
 
 log = logging.getLogger("genie.train")
@@ -141,7 +143,16 @@ def build_callbacks(cfg: GenieConfig) -> list[pl.Callback]:
 
 def build_trainer(cfg: GenieConfig, *, resume: Path | None = None, **overrides) -> pl.Trainer:
     """A Trainer for ``cfg``. ``overrides`` are Trainer arguments that win over the config's,
-    except ``callbacks``, which are added to the run's own."""
+    except ``callbacks``, which are added to the run's own.
+
+    Raises:
+        ConfigError: ``accelerator gpu`` (or ``cuda``) where no CUDA device is available.
+    """
+    if cfg.accelerator in ("gpu", "cuda") and "accelerator" not in overrides:
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"accelerator {cfg.accelerator}: no CUDA device is available; use auto or cpu"
+            )
     logger = TensorBoardLogger(cfg.logDirectory, name=cfg.name, version=_run_version(cfg, resume))
     folder = Path(logger.log_dir) / "checkpoints"
     best = ModelCheckpoint(
@@ -195,6 +206,14 @@ def build_trainer(cfg: GenieConfig, *, resume: Path | None = None, **overrides) 
     return pl.Trainer(**kwargs)
 
 
+def check_output_folders(cfg: GenieConfig) -> None:
+    """Fail before any work when ``logDirectory`` (or ``cacheDirectory``, where the data needs a
+    cache) cannot be written: see :func:`~genie.utils.paths.ensure_writable_dir`."""
+    ensure_writable_dir(cfg.logDirectory, what="logDirectory")
+    if uses_cache(data_sources(cfg)):
+        ensure_writable_dir(cfg.cacheDirectory, what="cacheDirectory")
+
+
 def train(
     cfg: GenieConfig,
     *,
@@ -215,6 +234,7 @@ def train(
         ConfigError: the checkpoint's model differs from ``cfg``'s
             (:mod:`genie.training.from_checkpoint`).
     """
+    check_output_folders(cfg)
     if resume and init_weights:
         raise ConfigError("--resume and --init-weights exclude each other: give one")
     resume = Path(resume) if resume else None
@@ -269,7 +289,9 @@ def main(
     :func:`~genie.config.cli.load_with_defaults`) and train.
 
     Returns:
-        0 on success, 2 on a config error, missing file or non-finite loss.
+        0 on success, 2 on a user mistake (a config error, a missing file, an unwritable folder,
+        unusable data, a non-finite loss; one line on stderr), 1 on a bug (with its traceback),
+        130 on Ctrl-C: :mod:`genie.utils.cli`.
     """
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     args = parse_args(argv, description=description)
@@ -278,9 +300,8 @@ def main(
         if applied:
             print(f"[genie] defaults of this entry point: {', '.join(applied)}")
         train(cfg, resume=args.resume, init_weights=args.init_weights)
-    except (ConfigError, FileNotFoundError, FloatingPointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except BaseException as error:  # the error path of every entry point
+        return exit_status(error)
     return 0
 
 

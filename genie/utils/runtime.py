@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import torch
 
+from genie.utils.errors import UserInputError
+
 
 def apply_runtime_settings(*, matmul_precision: str) -> None:
     """Apply ``matmulPrecision`` (``torch.set_float32_matmul_precision``): ``high`` lets fp32
     matrix products use TF32 tensor cores on Ampere/Hopper GPUs (storage and every other
     operation stay fp32); ``highest`` keeps true fp32 products. No effect on the CPU."""
     torch.set_float32_matmul_precision(matmul_precision)
+
+
+def require_cuda(what: str) -> None:
+    """Fail early, as a user error, when ``what`` (a GPU-only command) runs without CUDA."""
+    if not torch.cuda.is_available():
+        raise UserInputError(f"{what} needs a CUDA device, and none is available")

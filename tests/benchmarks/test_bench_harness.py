@@ -163,6 +163,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+class ConfigError(ValueError):
+    pass
+
 @dataclasses.dataclass
 class GenieConfig:
     name: str = "fake"
@@ -242,11 +245,12 @@ def fake_repo(tmp_path):
     for package in ("genie", "genie/config", "genie/training", "genie/utils"):
         (tmp_path / package).mkdir()
         (tmp_path / package / "__init__.py").write_text("")
-    for real in ("genie/config/cli.py", "genie/training/precision.py"):
+    for real in ("genie/config/cli.py", "genie/training/precision.py", "genie/utils/cli.py",
+                 "genie/utils/errors.py", "genie/utils/paths.py"):  # fmt: skip
         shutil.copy(REPO / real, tmp_path / real)
     (tmp_path / "genie/config/parser.py").write_text(FAKE_CONFIG_PARSER)
     (tmp_path / "genie/config/__init__.py").write_text(
-        "from genie.config.parser import GenieConfig, load_config\n"
+        "from genie.config.parser import ConfigError, GenieConfig, load_config\n"
     )
     (tmp_path / "genie/training/module.py").write_text(FAKE_MODULE)
     (tmp_path / "genie/utils/runtime.py").write_text(
@@ -256,8 +260,10 @@ def fake_repo(tmp_path):
     return tmp_path
 
 
-def _bench(repo: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+def _bench(repo: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict | None]:
+    """Run the benchmark in ``repo``; returns the process and its results JSON (None: none)."""
     out = repo / "results.json"
+    out.unlink(missing_ok=True)
     proc = subprocess.run(
         [
             sys.executable,
@@ -277,7 +283,7 @@ def _bench(repo: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
         text=True,
         timeout=600,
     )
-    return proc, json.loads(out.read_text())
+    return proc, json.loads(out.read_text()) if out.exists() else None
 
 
 def _row(doc: dict, length: int, mode: str) -> dict:
@@ -311,7 +317,7 @@ def test_end_to_end_with_a_fake_model_records_ok_and_oom_rows(fake_repo):
     assert "OOM" in proc.stdout.splitlines()[-2]
 
 
-def test_end_to_end_records_a_crashing_child_and_a_missing_config(fake_repo):
+def test_end_to_end_records_a_crashing_child_and_refuses_a_missing_config(fake_repo):
     proc, doc = _bench(
         fake_repo,
         "--config",
@@ -328,10 +334,13 @@ def test_end_to_end_records_a_crashing_child_and_a_missing_config(fake_repo):
     crashed = _row(doc, 16, "train")
     assert crashed["status"].startswith("error: child exited with code 7")
 
+    # checked once in the parent, before any child: exit 2, one line, no results file
     proc, doc = _bench(fake_repo, "--config", "missing.config", "--lengths", "8")
-    assert proc.returncode == 1
-    assert [r["status"][:6] for r in doc["results"]] == ["error:", "error:"]
-    assert "FileNotFoundError" in doc["results"][0]["status"]
+    assert proc.returncode == 2 and doc is None, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "bench_step.py: error: missing.config: No such file or directory"
+    ]
 
 
 def test_end_to_end_under_bf16_autocast(fake_repo):

@@ -177,7 +177,7 @@ def test_command_line(tmp_path, capsys):
     )
     out = capsys.readouterr().out.strip().splitlines()
     assert code == 0 and Path(out[-1]).is_file()
-    assert main([str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path), "--min-length", "1"]) == 1
+    assert main([str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path), "--min-length", "1"]) == 2
     # as a module, with worker processes
     result = subprocess.run(
         [sys.executable, "-m", "genie.data.preprocess", str(tmp_path / "in"), "--cache-dir"]
@@ -190,6 +190,27 @@ def test_command_line(tmp_path, capsys):
     assert result.returncode == 0, result.stderr
     path = Path(result.stdout.strip().splitlines()[-1])
     assert load_dataset_file(path).metadata["params"]["split_chain_breaks"] is False
+
+
+def test_command_line_user_errors(tmp_path, capsys):
+    _make_inputs(tmp_path / "in")
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.pdb").write_text("not a structure\n")
+    cases = [
+        (["--cache-dir", str(tmp_path / "file")], f"--cache-dir {tmp_path / 'file'} is a file"),
+        (["--cache-dir", str(tmp_path / "c"), "--output", str(tmp_path / "file" / "x.npz")],
+         f"--output {tmp_path / 'file' / 'x.npz'} cannot be written: {tmp_path / 'file'} is a"),
+        (["--cache-dir", str(tmp_path / "c"), "--min-length", "0"], "need 1 <= --min-length"),
+    ]  # fmt: skip
+    for options, message in cases:
+        assert main([str(tmp_path / "in"), *options]) == 2
+        err = capsys.readouterr().err
+        assert err == f"python -m genie.data.preprocess: error: {err.split(': error: ')[1]}"
+        assert message in err
+    assert not (tmp_path / "c").exists()  # nothing read or written
+    assert main([str(tmp_path / "junk"), "--cache-dir", str(tmp_path / "c")]) == 2
+    assert "no usable Cα segment" in capsys.readouterr().err
 
 
 def test_real_files_and_bundled_default(tmp_path, shared_pdb):
@@ -249,4 +270,4 @@ def test_command_line_output_file_of_the_long_chains(tmp_path, shared_pdb, capsy
     # 4V8R: 16,716 Cα, four 10-residue pieces dropped; 6ZU5: 10,308 protein Cα, one of 13
     assert lengths["4V8R"].sum() == 16716 - 40 and lengths["6ZU5"].sum() == 10308 - 13
     assert min(v.min() for v in lengths.values()) >= 20
-    assert main([*sources, "--cache-dir", str(tmp_path / "cache"), "--output", "x.txt"]) == 1
+    assert main([*sources, "--cache-dir", str(tmp_path / "cache"), "--output", "x.txt"]) == 2

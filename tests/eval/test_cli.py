@@ -73,17 +73,30 @@ def test_missing_package_fails_early_and_names_the_extra(
 ):
     monkeypatch.setitem(sys.modules, "tmtools", None)
     out = tmp_path / "out"
-    assert main([str(samples_dir), "--out", str(out)]) == 1
+    assert main([str(samples_dir), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "tmtools" in err and "pip install 'genie-long[eval]'" in err
     assert not out.exists()
 
 
 def test_bad_arguments_are_reported(samples_dir, tmp_path, capsys):
-    assert main([str(samples_dir), "--out", str(tmp_path / "o"), "--buckets", "9,3"]) == 1
+    assert main([str(samples_dir), "--out", str(tmp_path / "o"), "--buckets", "9,3"]) == 2
     assert "strictly increasing" in capsys.readouterr().err
-    assert main([str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 1
+    assert main([str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
     assert "no PDB/mmCIF files" in capsys.readouterr().err
+
+
+def test_an_unwritable_out_is_refused_before_any_work(samples_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("genie.eval.cli.read_samples", lambda *a, **k: 1 / 0)  # not reached
+    (tmp_path / "file").write_text("x")
+    for out, message in (
+        (tmp_path / "file", f"--out {tmp_path / 'file'} is a file, not a folder"),
+        (tmp_path / "file" / "o", f"--out {tmp_path / 'file' / 'o'} cannot be written"),
+    ):
+        assert main([str(samples_dir), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("genie-eval: error: ") and message in err
+        assert len(err.strip().splitlines()) == 1
 
 
 def test_sampler_fragments_are_not_samples(tmp_path):

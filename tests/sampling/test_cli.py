@@ -10,16 +10,15 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, TINY_MODEL, randomize_
+from helpers import REPO, write_tiny_checkpoint
 from torch.testing import assert_close
 
 from genie.checkpoint import read_checkpoint
-from genie.config import SampleConfig, load_config
+from genie.config import SampleConfig
 from genie.config.cli import load_with_defaults
 from genie.data.structure_io import read_ca_segments
 from genie.sampling import run as sampling_run
 from genie.sampling.run import main
-from genie.training.module import GenieModule
 
 T = 10  # diffusion steps of the tiny model
 
@@ -27,12 +26,7 @@ T = 10  # diffusion steps of the tiny model
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A checkpoint in the trainer's format, with random (not zero-initialised) weights."""
-    module = GenieModule(load_config(None, TINY_MODEL + [f"numTimesteps={T}"]))
-    randomize_(module.model, scale=0.1, seed=0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    torch.save({"hyper_parameters": {"config": dict(module.hparams["config"])},
-                "state_dict": module.state_dict()}, path)  # fmt: skip
-    return path
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", timesteps=T)
 
 
 def run(checkpoint, out, *overrides):

@@ -8,7 +8,7 @@ import torch
 from torch.testing import assert_close
 
 from genie.data.structure_io import read_ca_segments
-from genie.sampling.writer import fragment_bounds, write_sample
+from genie.sampling.writer import coordinate_problem, fragment_bounds, write_sample
 
 
 def read(path):
@@ -60,3 +60,32 @@ def test_trajectory_archive_holds_frames_and_timesteps(tmp_path):
     with pytest.raises(ValueError, match="3 frames but 2 timesteps"):
         write_sample(tmp_path / "u", frames[-1], trajectory=frames, frame_timesteps=[1, 0])
     assert not (tmp_path / "u.pdb").exists()  # the structure file comes last
+
+
+def test_what_no_structure_file_can_hold():
+    ok = torch.zeros(4, 3)
+    far = torch.tensor([[0.0, 0.0, 0.0], [12000.0, 0.0, 0.0]])  # beyond PDB's %8.3f columns
+    assert coordinate_problem(ok, fmt="pdb") is None
+    assert (
+        coordinate_problem(far, fmt="auto") is None and coordinate_problem(far, fmt="cif") is None
+    )
+    assert "beyond the PDB columns" in coordinate_problem(far, fmt="pdb")
+    assert "beyond the PDB columns" in coordinate_problem(-far, fmt="pdb")  # below -999.999
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        coords = ok.clone()
+        coords[1, 2] = bad
+        for fmt in ("auto", "pdb", "cif"):
+            assert coordinate_problem(coords, fmt=fmt) == (
+                "1 of 4 residues have NaN or infinite coordinates"
+            )
+
+
+def test_a_diverged_sample_writes_nothing(tmp_path):
+    frames = [torch.zeros(4, 3), torch.full((4, 3), float("nan"))]
+    with pytest.raises(ValueError, match="s: not written: 4 of 4 residues have NaN"):
+        write_sample(tmp_path / "s", frames[-1], fragment_length=2, trajectory=frames,
+                     frame_timesteps=[1, 0])  # fmt: skip
+    with pytest.raises(ValueError, match="beyond the PDB columns"):
+        write_sample(tmp_path / "p", torch.full((4, 3), 1e4), fmt="pdb")
+    assert not any(tmp_path.iterdir())  # no trajectory, fragment or structure file
+    assert write_sample(tmp_path / "a", torch.full((4, 3), 1e4)).structure.name == "a.cif"
