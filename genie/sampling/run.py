@@ -32,6 +32,8 @@ from genie.config.cli import add_config_arguments, load_with_defaults
 from genie.data.atomic import remove_stale_temporaries
 from genie.data.structure_io import PDB_MAX_RESIDUES
 from genie.diffusion.schedule import DiffusionSchedule
+from genie.model.build import model_sizes
+from genie.model.memory import peak_bytes, require_memory
 from genie.sampling.chains import ChainBatch, sample_seed
 from genie.sampling.ddim import DDIMSampler
 from genie.sampling.ddpm import DDPMSampler
@@ -187,8 +189,11 @@ def _set_aside(cfg: SampleConfig, job: SampleJob, xyz: torch.Tensor, frames, ste
                 job.length, job.seed, why, kept)  # fmt: skip
 
 
-def sample(cfg: SampleConfig) -> list[Path]:
+def sample(cfg: SampleConfig, *, force: bool = False) -> list[Path]:
     """Run a sampling config; returns the structure files written by this call.
+
+    Args:
+        force: sample even where the memory estimate of a batch exceeds the free memory.
 
     Raises:
         ConfigError: a bad key value (checked before any work).
@@ -211,6 +216,11 @@ def sample(cfg: SampleConfig) -> list[Path]:
     sampler = build_sampler(cfg, trained.schedule)
     steps = len(sampler.timesteps())
     todo.sort(key=lambda job: job.length)
+    longest, chains = todo[-1].length, min(cfg.batchSize, len(todo))
+    needed = peak_bytes(model_sizes(trained.config), length=longest, batch=chains, training=False)
+    require_memory(needed, device=device, force=force,
+                   what=f"sampling {chains} chain(s) of {longest:,} residues together",
+                   keys="sampleLengths or batchSize")  # fmt: skip
     batches = [todo[i : i + cfg.batchSize] for i in range(0, len(todo), cfg.batchSize)]
     written: list[Path] = []
     diverged: list[SampleJob] = []
@@ -272,12 +282,17 @@ def main(
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     parser = argparse.ArgumentParser(description=description)
     add_config_arguments(parser, what="sampling")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="sample even where the memory estimate exceeds the free memory",
+    )
     args = parser.parse_args(argv)
     try:
         cfg, applied = load_with_defaults(SampleConfig, args.config, args.overrides, defaults)
         if applied:
             print("[genie] defaults applied: " + ", ".join(a.replace("=", " ", 1) for a in applied))
-        sample(cfg)
+        sample(cfg, force=args.force)
     except BaseException as error:  # the error path of every entry point
         return exit_status(error)
     return 0

@@ -36,6 +36,8 @@ from genie.config import ConfigError, GenieConfig, save_config
 from genie.config.cli import add_config_arguments, load_with_defaults
 from genie.config.schema import LOG_SAMPLES_LENGTH
 from genie.data.datamodule import CaDataModule, uses_cache
+from genie.model.build import model_sizes
+from genie.model.memory import peak_bytes, require_memory
 from genie.training.callbacks import EpochSeedCallback, SpeedAndMemoryLogger
 from genie.training.curriculum import ProgressiveLengthCallback
 from genie.training.from_checkpoint import check_resume, load_initial_weights
@@ -214,11 +216,26 @@ def check_output_folders(cfg: GenieConfig) -> None:
         ensure_writable_dir(cfg.cacheDirectory, what="cacheDirectory")
 
 
+def check_training_memory(cfg: GenieConfig, *, force: bool = False) -> None:
+    """Refuse, before anything is allocated, a training step at the longest crop that the
+    training device cannot hold (:mod:`genie.model.memory`; ``--force`` skips it)."""
+    length = cfg.progressiveEndLength if cfg.useProgressiveTraining else cfg.maximumNumResidues
+    gpu = cfg.accelerator in ("gpu", "cuda") or (
+        cfg.accelerator == "auto" and torch.cuda.is_available()
+    )
+    needed = peak_bytes(model_sizes(cfg), length=length, batch=cfg.batchSize, training=True)
+    require_memory(needed, device=torch.device("cuda" if gpu else "cpu"), force=force,
+                   what=f"a training step of {cfg.batchSize} chain(s) of {length:,} residues",
+                   keys="maximumNumResidues (the crop length) or batchSize, or switch on "
+                        "useGradientCheckpointing")  # fmt: skip
+
+
 def train(
     cfg: GenieConfig,
     *,
     resume: str | Path | None = None,
     init_weights: str | Path | None = None,
+    force: bool = False,
     **trainer_overrides,
 ) -> tuple[pl.Trainer, GenieModule]:
     """Train ``cfg``; returns the trainer and the module.
@@ -227,6 +244,7 @@ def train(
         resume: a checkpoint to continue exactly (weights, optimiser, schedule, epoch, step).
         init_weights: a checkpoint whose model weights start a new run (optimiser, schedule and
             counters start afresh); not together with ``resume``.
+        force: train even where the memory estimate of a step exceeds the free memory.
 
     Raises:
         CheckpointError: ``resume`` or ``init_weights`` cannot be used (missing, unreadable,
@@ -240,6 +258,7 @@ def train(
     resume = Path(resume) if resume else None
     if resume is not None:
         check_resume(cfg, resume)  # before anything is written
+    check_training_memory(cfg, force=force)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     apply_runtime_settings(matmul_precision=cfg.matmulPrecision)
     datamodule = build_datamodule(cfg)
@@ -275,6 +294,11 @@ def parse_args(argv: Sequence[str] | None, *, description: str) -> argparse.Name
         help="start a new run from a checkpoint's model weights (fresh optimiser, schedule and "
         "epoch count; fine-tuning, or a checkpoint that holds weights only)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="train even where the memory estimate exceeds the free memory",
+    )
     return parser.parse_args(argv)
 
 
@@ -299,7 +323,7 @@ def main(
         cfg, applied = load_with_defaults(GenieConfig, args.config, args.overrides, defaults)
         if applied:
             print(f"[genie] defaults of this entry point: {', '.join(applied)}")
-        train(cfg, resume=args.resume, init_weights=args.init_weights)
+        train(cfg, resume=args.resume, init_weights=args.init_weights, force=args.force)
     except BaseException as error:  # the error path of every entry point
         return exit_status(error)
     return 0

@@ -17,6 +17,7 @@ from genie.checkpoint import read_checkpoint
 from genie.config import SampleConfig
 from genie.config.cli import load_with_defaults
 from genie.data.structure_io import read_ca_segments
+from genie.model import memory
 from genie.sampling import run as sampling_run
 from genie.sampling.run import main
 
@@ -161,3 +162,20 @@ def test_ultralong_entry_point_samples(checkpoint, tmp_path, monkeypatch, capsys
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "samples_L6_0000.pdb", "samples_L9_0000.pdb"
     ]  # fmt: skip
+
+
+def test_a_batch_that_cannot_fit_is_refused_before_sampling(checkpoint, tmp_path, capsys,
+                                                            monkeypatch):  # fmt: skip
+    """The dense model at 100,000 residues needs terabytes: exit 2 naming the keys; with a
+    device that has almost no free memory --force still samples."""
+    assert run(checkpoint, tmp_path / "huge", "sampleLengths=100000") == 2
+    err = capsys.readouterr().err
+    assert "needs about" in err and "lower sampleLengths or batchSize" in err
+    assert "Traceback" not in err and not any((tmp_path / "huge").glob("*.pdb"))
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1024)
+    assert run(checkpoint, tmp_path / "small") == 2  # a small batch on a 1 KiB device
+    args = ["--config", str(REPO / "configs" / "sample_quickstart.config"), "--force"]
+    for item in (f"checkpoint={checkpoint}", f"outputDirectory={tmp_path / 'forced'}",
+                 "device=cpu", "sampleLengths=5", "samplesPerLength=1"):  # fmt: skip
+        args += ["--set", item]
+    assert main(args) == 0 and len(list((tmp_path / "forced").glob("*.pdb"))) == 1

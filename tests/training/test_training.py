@@ -18,7 +18,15 @@ from helpers import REPO, tiny_train_config
 from torch.testing import assert_close
 
 from genie.checkpoint import CHECKSUM_KEY, CheckpointError, read_checkpoint, state_dict_digest
-from genie.config import ConfigError, GenieConfig, config_from_dict, load_config, save_config
+from genie.config import (
+    ConfigError,
+    GenieConfig,
+    config_from_dict,
+    config_to_text,
+    load_config,
+    save_config,
+)
+from genie.model import memory
 from genie.sampling.run import main as sample_main
 from genie.training.from_checkpoint import check_resume, load_initial_weights
 from genie.training.module import GenieModule, load_module
@@ -272,3 +280,19 @@ def test_resume_with_other_training_keys_warns_and_goes_on(trained_run, tmp_path
     assert stored["epoch"] == 1
     assert stored[CHECKSUM_KEY]["state_dict"] == state_dict_digest(stored["state_dict"])
     assert read_checkpoint(last).config == cfg
+
+
+def test_a_step_that_cannot_fit_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    config = tmp_path / "huge.config"
+    config.write_text(config_to_text(tiny_config(tmp_path, "maximumNumResidues=100000")))
+    assert main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "a training step of 8 chain(s) of 100,000 residues needs about" in err
+    assert "lower maximumNumResidues (the crop length) or batchSize" in err
+    assert "Traceback" not in err and not (tmp_path / "runs" / "test").exists()
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1024)
+    small = tmp_path / "small.config"
+    small.write_text(config_to_text(tiny_config(tmp_path, "numEpochs=1")))
+    assert main(["--config", str(small)]) == 2  # a tiny model on a 1 KiB device
+    assert main(["--config", str(small), "--force"]) == 0
+    assert (tmp_path / "runs" / "test" / "version_0" / "checkpoints" / "last.ckpt").is_file()
