@@ -33,6 +33,12 @@ SAMPLING_MODEL_KEYS = (
 _LENGTHS_ITEM = re.compile(r"([0-9]{1,30})(?:-([0-9]{1,30})(?::([0-9]{1,30}))?)?")
 
 
+def _chunk(meaning: str):
+    """A model chunk-size key of the sampling config (module comment above its uses)."""
+    return option(None, f"{meaning} while sampling (None = the checkpoint's)", min=1,
+                  max=MAX_RESIDUES)  # fmt: skip
+
+
 @dataclasses.dataclass
 class SampleConfig:
     """Everything a sampling run needs; the model itself comes from the checkpoint."""
@@ -116,54 +122,17 @@ class SampleConfig:
     )
     # Model chunk sizes for sampling (memory only: results equal the unchunked model's up to
     # rounding); each overrides the training key of the same name stored in the checkpoint.
-    triangleChunkSize: int | None = option(
-        None,
-        "dense pairs: rows per triangle-op chunk while sampling (None = checkpoint's)",
-        min=1,
-        max=MAX_RESIDUES,
+    triangleChunkSize: int | None = _chunk("dense pairs: rows per triangle-op chunk")
+    axialRowChunkSize: int | None = _chunk("dense pairs: rows per axial row-attention chunk")
+    axialColChunkSize: int | None = _chunk("dense pairs: columns per axial column-attention chunk")
+    triangleAttentionChunkSize: int | None = _chunk(
+        "factorised pairs: rows per triangle-attention chunk"
     )
-    axialRowChunkSize: int | None = option(
-        None,
-        "dense pairs: rows per axial row-attention chunk (None = checkpoint's)",
-        min=1,
-        max=MAX_RESIDUES,
+    sparseChunkSize: int | None = _chunk(
+        "sparse pairs: residues per chunk of the edge operations and local edge attention"
     )
-    axialColChunkSize: int | None = option(
-        None,
-        "dense pairs: columns per axial column-attention chunk (None = checkpoint's)",
-        min=1,
-        max=MAX_RESIDUES,
-    )
-    triangleAttentionChunkSize: int | None = option(
-        None,
-        "factorised pairs: rows per triangle-attention chunk (None = checkpoint's)",
-        min=1,
-        max=MAX_RESIDUES,
-    )
-    sparseChunkSize: int | None = option(
-        None,
-        "sparse pairs: residues per chunk of the edge operations and local edge attention "
-        "(None = checkpoint's)",
-        min=1,
-        max=MAX_RESIDUES,
-    )
-    knnChunkSize: int | None = option(
-        None,
-        "k-NN models: queries per distance block of the search (None = checkpoint's)",
-        min=1,
-        max=MAX_RESIDUES,
-    )
-    ipaChunkSize: int | None = option(
-        None,
-        "dense IPA: queries per chunk while sampling (None = checkpoint's)",
-        min=1,
-        max=MAX_RESIDUES,
-    )
-    saveDivergedSamples: bool = option(
-        False,
-        "keep a diverged sample (NaN/inf coordinates, or beyond the PDB columns with outputFormat "
-        "pdb) as NAME.diverged.npz; never as a structure file, so a re-run samples it again",
-    )
+    knnChunkSize: int | None = _chunk("k-NN models: queries per distance block of the search")
+    ipaChunkSize: int | None = _chunk("dense IPA: queries per chunk")
 
     def model_overrides(self) -> dict[str, int]:
         """The model keys this config sets for sampling (:data:`SAMPLING_MODEL_KEYS`)."""

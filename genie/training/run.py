@@ -220,9 +220,9 @@ def check_training_memory(cfg: GenieConfig, *, force: bool = False) -> None:
     """Refuse, before anything is allocated, a training step at the longest crop that the
     training device cannot hold (:mod:`genie.model.memory`; ``--force`` skips it)."""
     length = cfg.progressiveEndLength if cfg.useProgressiveTraining else cfg.maximumNumResidues
-    gpu = cfg.accelerator in ("gpu", "cuda") or (
-        cfg.accelerator == "auto" and torch.cuda.is_available()
-    )
+    # the memory of the GPU that will train; without one (accelerator gpu on a machine that has
+    # none is refused by build_trainer), the host's
+    gpu = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
     needed = peak_bytes(model_sizes(cfg), length=length, batch=cfg.batchSize, training=True)
     require_memory(needed, device=torch.device("cuda" if gpu else "cpu"), force=force,
                    what=f"a training step of {cfg.batchSize} chain(s) of {length:,} residues",
