@@ -133,6 +133,11 @@ class SampleConfig:
     )
     knnChunkSize: int | None = _chunk("k-NN models: queries per distance block of the search")
     ipaChunkSize: int | None = _chunk("dense IPA: queries per chunk")
+    saveDivergedSamples: bool = option(
+        False,
+        "keep a diverged sample (NaN/inf coordinates, or beyond the PDB columns with outputFormat "
+        "pdb) as NAME.diverged.npz; never as a structure file, so a re-run samples it again",
+    )
 
     def model_overrides(self) -> dict[str, int]:
         """The model keys this config sets for sampling (:data:`SAMPLING_MODEL_KEYS`)."""
