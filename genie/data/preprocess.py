@@ -24,6 +24,7 @@ import logging
 import shutil
 import sys
 import time
+import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -230,7 +231,8 @@ def build_dataset(
     if path.is_file():
         try:
             counts = read_dataset_metadata(path)["summary"]
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            # any unreadable cache (truncated, garbage, another format) is reported and rebuilt
             _report(f"Cα dataset: cache {path} unreadable ({error}); rebuilding", progress)
         else:
             _report(

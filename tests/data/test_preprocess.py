@@ -127,6 +127,12 @@ def test_cache_reused_and_invalidated(tmp_path, capsys):
     rebuilt.write_bytes(b"garbage")
     assert build_dataset(tmp_path / "in", **kwargs) == rebuilt
     assert len(load_dataset_file(rebuilt)) == 4
+    # so is a truncated one (zipfile.BadZipFile, which the reader raised unreported before)
+    whole = rebuilt.read_bytes()
+    rebuilt.write_bytes(whole[: len(whole) // 2])
+    capsys.readouterr()
+    assert build_dataset(tmp_path / "in", **kwargs) == rebuilt
+    assert "unreadable" in capsys.readouterr().out and len(load_dataset_file(rebuilt)) == 4
 
 
 def test_parallel_equals_serial(tmp_path):
