@@ -11,8 +11,29 @@ if TYPE_CHECKING:
     from genie.config.schema import GenieConfig
 
 
+def check_paths(**paths: str) -> None:
+    """Path keys (``key=value``) must name something: an empty value (an unset shell variable
+    in ``--set dataDirectory=$DATA``, say) is an error, not a silent default."""
+    for key, value in paths.items():
+        if not value.strip():
+            raise ConfigError(f"{key} is empty: give a path")
+
+
 def check_compatible(cfg: GenieConfig) -> None:
     """Checks that involve more than one key (each message names the keys)."""
+    check_paths(logDirectory=cfg.logDirectory, cacheDirectory=cfg.cacheDirectory,
+                dataDirectory=cfg.dataDirectory)  # fmt: skip
+    sources = [s.strip() for s in cfg.dataDirectory.split(",")]
+    if any(not s for s in sources):
+        raise ConfigError(
+            f"dataDirectory = {cfg.dataDirectory!r} has an empty entry: give comma-separated "
+            "folders, files or globs, each non-empty"
+        )
+    if len(sources) > 1 and "bundled" in (s.lower() for s in sources):
+        raise ConfigError(
+            f"dataDirectory = {cfg.dataDirectory!r}: 'bundled' (the packaged set) cannot be "
+            "combined with other sources; give either bundled or your folders"
+        )
     if cfg.minimumNumResidues > cfg.maximumNumResidues:
         raise ConfigError(
             f"minimumNumResidues ({cfg.minimumNumResidues}) is larger than maximumNumResidues "

@@ -1,9 +1,10 @@
 """Read, validate and write Genie's `key value` config files.
 
-Format: one ``key value`` pair per line; ``#`` starts a comment; blank lines are ignored. Every
-line is checked when the file is loaded: an unknown key (with the closest known key suggested), a
-malformed line, a value of the wrong type or out of range, or a key given twice is a
-:class:`ConfigError` naming the file, line, key and value, and what is allowed.
+Format: one ``key value`` pair per line; ``#`` at a line start or after white space starts a
+comment; blank lines are ignored. Every line is checked when the file is loaded: an unknown key
+(with the closest known key suggested), a malformed line, a value of the wrong type or out of
+range, or a key given twice (in the file, or with ``--set``) is a :class:`ConfigError` naming the
+file, line, key and value, and what is allowed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import codecs
 import dataclasses
 import difflib
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -66,12 +68,17 @@ def _convert(cls: type, key: str, raw: str, where: str) -> Any:
     return value
 
 
+# ``#`` starts a comment at the start of a line or after white space, so a value such as a path
+# may contain ``#`` (``data/set#2``).
+COMMENT = re.compile(r"(?:^|\s)#")
+
+
 def parse_lines(cls: type[C], lines: Iterable[str], *, source: str = "<text>") -> dict[str, Any]:
     """Parse config lines into ``{key: typed value}`` (keys resolved through the aliases)."""
     values: dict[str, Any] = {}
     seen_at: dict[str, int] = {}
     for number, line in enumerate(lines, start=1):
-        text = line.split("#", 1)[0].strip()
+        text = COMMENT.split(line, 1)[0].strip()
         if not text:
             continue
         where = f"{source}, line {number}"
@@ -91,12 +98,16 @@ def parse_lines(cls: type[C], lines: Iterable[str], *, source: str = "<text>") -
 def parse_overrides(cls: type[C], overrides: Sequence[str]) -> dict[str, Any]:
     """Parse command-line ``key=value`` overrides."""
     values: dict[str, Any] = {}
+    given: dict[str, str] = {}
     for item in overrides:
         where = f"--set {item}"
         if "=" not in item:
             raise ConfigError(f"{where}: expected key=value")
         raw_key, raw = item.split("=", 1)
         key = _resolve_key(cls, raw_key.strip(), where)
+        if key in given:
+            raise ConfigError(f"{where}: {key} is already set by --set {given[key]}; give it once")
+        given[key] = item
         values[key] = _convert(cls, key, raw, where)
     return values
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from genie.config.checks import check_paths
 from genie.config.fields import (
     MAX_COUNT,
     MAX_RESIDUES,
@@ -145,6 +146,7 @@ class SampleConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        check_paths(outputDirectory=self.outputDirectory)
         if not self.sampleLengths:
             raise ConfigError("sampleLengths is empty: give at least one length, e.g. 64,128")
         for item in self.sampleLengths:

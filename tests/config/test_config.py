@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,34 @@ def test_config_reference_is_current():
     command = [sys.executable, str(script), "--check"]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_key_given_twice_with_set_is_an_error():
+    with pytest.raises(ConfigError, match=r"--set batchSize=2: batchSize is already set by "
+                       r"--set batchSize=1; give it once"):  # fmt: skip
+        load_config(None, ["batchSize=1", "batchSize=2"])
+
+
+def test_hash_starts_a_comment_only_at_a_line_start_or_after_white_space(tmp_path):
+    path = tmp_path / "hash.config"
+    path.write_text("# a comment line\ndataDirectory data/set#2  # the second set\n"
+                    "batchSize 3 #a comment right after white space\n")  # fmt: skip
+    cfg = load_config(path)
+    assert cfg.dataDirectory == "data/set#2" and cfg.batchSize == 3
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("", "dataDirectory is empty: give a path"),
+    (" , ", "has an empty entry"),
+    ("a,,b", "has an empty entry"),
+    ("bundled,/data", "'bundled' (the packaged set) cannot be combined"),
+])  # fmt: skip
+def test_empty_or_mixed_data_sources_are_errors(value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, [f"dataDirectory={value}"])
+
+
+@pytest.mark.parametrize("key", ["logDirectory", "cacheDirectory"])
+def test_empty_output_paths_are_errors(key):
+    with pytest.raises(ConfigError, match=f"{key} is empty: give a path"):
+        load_config(None, [f"{key}="])
