@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from genie.config.parser import load_config, parse_lines, parse_overrides
+from genie.config.parser import check_single_overrides, load_config, parse_lines, parse_overrides
 
 C = TypeVar("C")
 
@@ -46,6 +46,7 @@ def load_with_defaults(
     Returns:
         The config, and the ``key=value`` defaults that were applied (in ``defaults`` order).
     """
+    check_single_overrides(cls, overrides)
     cfg = load_config(path, overrides, cls=cls)  # reports errors of the file and overrides
     if not defaults:
         return cfg, []

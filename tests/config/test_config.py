@@ -16,6 +16,8 @@ from genie.config import (
     load_config,
     load_sample_config,
 )
+from genie.config.cli import load_with_defaults
+from genie.training.run import main as train_main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -159,10 +161,15 @@ def test_config_reference_is_current():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_a_key_given_twice_with_set_is_an_error():
+def test_a_key_given_twice_with_set_is_an_error(tmp_path, capsys):
     with pytest.raises(ConfigError, match=r"--set batchSize=2: batchSize is already set by "
                        r"--set batchSize=1; give it once"):  # fmt: skip
-        load_config(None, ["batchSize=1", "batchSize=2"])
+        load_with_defaults(GenieConfig, None, ["batchSize=1", "batchSize=2"])
+    config = tmp_path / "t.config"
+    config.write_text("batchSize 4\n")
+    assert train_main(["--config", str(config), "--set", "seed=1", "--set", "seed=2"]) == 2
+    assert "seed is already set by --set seed=1" in capsys.readouterr().err
+    assert load_config(None, ["batchSize=1", "batchSize=2"]).batchSize == 2  # code: last wins
 
 
 def test_hash_starts_a_comment_only_at_a_line_start_or_after_white_space(tmp_path):
