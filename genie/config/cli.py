@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from genie.config.parser import check_single_overrides, load_config, parse_lines, parse_overrides
+from genie.config.parser import load_config, parse_lines, parse_overrides
 
 C = TypeVar("C")
 
@@ -34,6 +34,26 @@ def add_config_arguments(
     )
 
 
+def announce_repeated_overrides(overrides: Sequence[str]) -> list[str]:
+    """Of a key given twice with ``--set``, the last value counts: say so, once per such key.
+
+    Returns:
+        the printed notices (one per repeated key).
+    """
+    last: dict[str, str] = {}
+    repeated: list[str] = []
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key in last and key not in repeated:
+            repeated.append(key)
+        last[key] = item
+    notices = [f"[genie] --set {key} is given more than once: the last, {last[key]}, counts"
+               for key in repeated]  # fmt: skip
+    for notice in notices:
+        print(notice)
+    return notices
+
+
 def load_with_defaults(
     cls: type[C],
     path: str | Path | None,
@@ -46,7 +66,7 @@ def load_with_defaults(
     Returns:
         The config, and the ``key=value`` defaults that were applied (in ``defaults`` order).
     """
-    check_single_overrides(cls, overrides)
+    announce_repeated_overrides(overrides)
     cfg = load_config(path, overrides, cls=cls)  # reports errors of the file and overrides
     if not defaults:
         return cfg, []

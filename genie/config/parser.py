@@ -3,8 +3,9 @@
 Format: one ``key value`` pair per line; ``#`` at a line start or after white space starts a
 comment; blank lines are ignored. Every line is checked when the file is loaded: an unknown key
 (with the closest known key suggested), a malformed line, a value of the wrong type or out of
-range, or a key given twice (in the file, or with ``--set`` on a command line) is a
-:class:`ConfigError` naming the file, line, key and value, and what is allowed.
+range, or a key given twice in the file is a :class:`ConfigError` naming the file, line, key and
+value, and what is allowed. Of a key given twice with ``--set``, the last value counts (the
+command line says so: :func:`genie.config.cli.load_with_defaults`).
 """
 
 from __future__ import annotations
@@ -111,18 +112,6 @@ def _parsed_overrides(cls: type[C], overrides: Sequence[str]) -> list[tuple[str,
         key = _resolve_key(cls, raw_key.strip(), where)
         parsed.append((key, _convert(cls, key, raw, where)))
     return parsed
-
-
-def check_single_overrides(cls: type[C], overrides: Sequence[str]) -> None:
-    """Refuse a key given twice on a command line (``--set batchSize=1 --set batchSize=2``):
-    which one was meant is not clear. (Programmatic override lists, such as a test's defaults
-    followed by its changes, keep the last value.)"""
-    given: dict[str, str] = {}
-    for item, (key, _) in zip(overrides, _parsed_overrides(cls, overrides), strict=True):
-        if key in given:
-            raise ConfigError(f"--set {item}: {key} is already set by --set {given[key]}; "
-                              "give it once")  # fmt: skip
-        given[key] = item
 
 
 def read_config_lines(path: str | Path) -> list[str]:

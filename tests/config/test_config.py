@@ -17,7 +17,6 @@ from genie.config import (
     load_sample_config,
 )
 from genie.config.cli import load_with_defaults
-from genie.training.run import main as train_main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -161,15 +160,14 @@ def test_config_reference_is_current():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_a_key_given_twice_with_set_is_an_error(tmp_path, capsys):
-    with pytest.raises(ConfigError, match=r"--set batchSize=2: batchSize is already set by "
-                       r"--set batchSize=1; give it once"):  # fmt: skip
-        load_with_defaults(GenieConfig, None, ["batchSize=1", "batchSize=2"])
-    config = tmp_path / "t.config"
-    config.write_text("batchSize 4\n")
-    assert train_main(["--config", str(config), "--set", "seed=1", "--set", "seed=2"]) == 2
-    assert "seed is already set by --set seed=1" in capsys.readouterr().err
-    assert load_config(None, ["batchSize=1", "batchSize=2"]).batchSize == 2  # code: last wins
+def test_a_key_given_twice_with_set_keeps_the_last_and_says_so(capsys):
+    cfg, _ = load_with_defaults(GenieConfig, None, ["batchSize=1", "seed=3", "batchSize=2"])
+    assert cfg.batchSize == 2 and cfg.seed == 3
+    assert capsys.readouterr().out.splitlines() == [
+        "[genie] --set batchSize is given more than once: the last, batchSize=2, counts"
+    ]
+    load_with_defaults(GenieConfig, None, ["batchSize=1", "seed=3"])
+    assert capsys.readouterr().out == ""
 
 
 def test_hash_starts_a_comment_only_at_a_line_start_or_after_white_space(tmp_path):
