@@ -67,15 +67,17 @@ def build_schedule(cfg: GenieConfig) -> DiffusionSchedule:
     return DiffusionSchedule(num_timesteps=cfg.numTimesteps, kind=cfg.schedule)
 
 
-def build_denoiser(cfg: GenieConfig) -> GenieDenoiser:
-    """The denoiser a config describes (its parameter count is logged)."""
+def build_denoiser(cfg: GenieConfig, *, announce: bool = True) -> GenieDenoiser:
+    """The denoiser a config describes; its parameter count is logged unless ``announce`` is
+    False (models built only to be measured, e.g. on the meta device)."""
     single = _single_features(cfg)
     checkpointing = layer_checkpointing(cfg)  # one policy for every stack
     sharing = layer_sharing(cfg)
     pair_encoder, c_pair = _pair_encoder(cfg, checkpointing, sharing)
     structure = _structure_net(cfg, c_pair, checkpointing, sharing)
     model = GenieDenoiser(single_features=single, pair_encoder=pair_encoder, structure=structure)
-    log.info("model: %s distinct trainable parameters", f"{model.num_parameters():,}")
+    if announce:
+        log.info("model: %s distinct trainable parameters", f"{model.num_parameters():,}")
     return model
 
 
@@ -83,7 +85,7 @@ def model_sizes(cfg: GenieConfig) -> ModelSizes:
     """The sizes the memory estimate (:mod:`genie.model.memory`) needs, with the parameter count
     of the model built on the ``meta`` device (no memory is allocated)."""
     with torch.device("meta"):
-        parameters = sum(p.numel() for p in build_denoiser(cfg).parameters())
+        parameters = sum(p.numel() for p in build_denoiser(cfg, announce=False).parameters())
     representation = (
         "sparse" if cfg.useSparseKNN else "factor" if cfg.useFactorizedPairs else "dense"
     )

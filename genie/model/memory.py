@@ -117,7 +117,7 @@ def require_memory(
         needed: estimated bytes (:func:`peak_bytes`).
         what: the step, e.g. ``a training step of 4 chains of 1,024 residues``.
         keys: the config keys that would lower it, named in the message.
-        force: only warn-free pass-through (``--force``): never refuse.
+        force: never refuse (``--force``).
     """
     if force:
         return

@@ -79,14 +79,8 @@ def load_initial_weights(module: GenieModule, path: Path) -> None:
 def model_signature(cfg: GenieConfig) -> dict[str, torch.Size]:
     """The parameter shapes of the model ``cfg`` describes, as stored in a checkpoint (prefix
     ``model.``), and its schedule's timesteps: built on the ``meta`` device, unlogged."""
-    builder_log = logging.getLogger(build_denoiser.__module__)
-    level = builder_log.level
-    builder_log.setLevel(logging.WARNING)  # the builder logs the size of every model it builds
-    try:
-        with torch.device("meta"):
-            model = build_denoiser(cfg)
-    finally:
-        builder_log.setLevel(level)
+    with torch.device("meta"):
+        model = build_denoiser(cfg, announce=False)
     signature = {MODEL_PREFIX + k: v.shape for k, v in model.state_dict().items()}
     signature[SCHEDULE] = torch.Size([build_schedule(cfg).num_timesteps])
     return signature
