@@ -34,7 +34,8 @@ from benchmarks.bench_data import make_batch
 RESULT_PREFIX = "BENCH_RESULT "
 NUM_TIMESTEPS = 1000  # Genie's T, used when the config has no numTimesteps
 GIB = 2**30
-MODES = ("train", "sample")
+MODES = ("train", "sample", "reverse")
+REVERSE_WARMUP_STRIDE = 50  # warm-up of the reverse mode: a DDIM pass of T / 50 model calls
 
 
 def is_oom(error: BaseException) -> bool:
@@ -139,17 +140,56 @@ def _train_step(module: Any, batch: dict, dtype: torch.dtype | None, device: tor
     return step, last_loss
 
 
+def _sampling_model(module: Any, device: torch.device) -> Any:
+    """The model as the sampler runs it: compiled per ``compileModel`` with the sampler's
+    default (``auto`` = reduce-overhead, CUDA graphs, on CUDA; off on the CPU)."""
+    from genie.model.compiled import maybe_compile
+    from genie.utils.runtime import resolve_compile_mode
+
+    mode = resolve_compile_mode(module.config.compileModel, device, auto="reduce-overhead")
+    return maybe_compile(module.model, mode=mode)
+
+
 def _sample_step(module: Any, batch: dict, dtype: torch.dtype | None, device: torch.device):
     """Return a closure doing one denoiser forward pass at a random timestep t in 1..T."""
     b = batch["coords"].shape[0]
     num_timesteps = getattr(module.config, "numTimesteps", NUM_TIMESTEPS)
     timesteps = torch.randint(1, num_timesteps + 1, (b,), device=device)  # [b]
+    model = _sampling_model(module, device)
 
     def step() -> None:
         with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            module.model(batch["coords"], timesteps, batch["mask"])
+            model(batch["coords"], timesteps, batch["mask"])
 
     return step
+
+
+def _reverse_run(module: Any, length: int, batch_size: int, dtype: torch.dtype | None,
+                 device: torch.device, seed: int, sampler_spec: str):  # fmt: skip
+    """Return a closure running a whole reverse process of ``batch_size`` chains of ``length``
+    residues (``sampler_spec``: ``ddpm`` = T model calls at γ = 0.6, or ``ddim:S`` = DDIM with
+    stride S, η = 0), and a warm-up closure (a DDIM pass with stride T / 50)."""
+    from genie.sampling.chains import ChainBatch
+    from genie.sampling.ddim import DDIMSampler
+    from genie.sampling.ddpm import DDPMSampler
+    from genie.sampling.reverse import reverse_process
+
+    model = _sampling_model(module, device)
+    schedule = module.schedule
+    if sampler_spec == "ddpm":
+        sampler = DDPMSampler(schedule=schedule, temperature=0.6)
+    else:
+        stride = int(sampler_spec.split(":", 1)[1])
+        sampler = DDIMSampler(schedule=schedule, stride=stride, eta=0.0, temperature=0.6)
+    warm = DDIMSampler(schedule=schedule, stride=REVERSE_WARMUP_STRIDE, eta=0.0, temperature=0.6)
+    seeds = [seed + i for i in range(batch_size)]
+
+    def run(which) -> None:
+        chains = ChainBatch(lengths=[length] * batch_size, seeds=seeds, device=device)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            reverse_process(model, which, chains)
+
+    return (lambda: run(sampler)), (lambda: run(warm)), len(sampler.timesteps())
 
 
 def _jsonable(value: Any) -> Any:
@@ -214,9 +254,15 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             module.train()
             _attach_trainer(module, spec["warmup"] + spec["repeat"])
             step, last_loss = _train_step(module, batch, dtype, device)
-        else:
+        elif mode == "sample":
             module.eval()
             step, last_loss = _sample_step(module, batch, dtype, device), []
+        else:
+            module.eval()
+            step, warm, calls = _reverse_run(module, length, batch_size, dtype, device,
+                                             spec["seed"], spec.get("sampler", "ddpm"))  # fmt: skip
+            row["model_calls"], last_loss = calls, []
+            time_steps(warm, device, 1, 0)  # compiles and records the CUDA graphs
         times, peak = time_steps(step, device, spec["warmup"], spec["repeat"])
     except Exception as error:
         if not is_oom(error):

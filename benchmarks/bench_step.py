@@ -181,6 +181,7 @@ def run_benchmark(args: argparse.Namespace, command_line: str) -> dict[str, Any]
         "repeat": args.repeat,
         "data": args.data or "synthetic",
         "seed": args.seed,
+        "sampler": args.sampler,
         "cuda_alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF"),
         "results": [],
     }
@@ -198,6 +199,7 @@ def run_benchmark(args: argparse.Namespace, command_line: str) -> dict[str, Any]
                 "device": args.device,
                 "data": args.data,
                 "seed": args.seed,
+                "sampler": args.sampler,
             }
             command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
             start = time.perf_counter()
@@ -253,7 +255,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_config_arguments(parser, what="training")
     parser.add_argument("--lengths", required=True, type=_positive_ints, help="e.g. 128,256,512")
-    parser.add_argument("--modes", type=_modes, default=list(MODES), help="train,sample")
+    parser.add_argument(
+        "--modes", type=_modes, default=["train", "sample"], help="train,sample,reverse"
+    )
+    parser.add_argument(
+        "--sampler",
+        default="ddpm",
+        help="reverse mode: ddpm (T model calls) or ddim:S (DDIM, stride S, η = 0)",
+    )
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--repeat", type=int, default=10, help="timed steps (median reported)")

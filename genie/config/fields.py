@@ -51,6 +51,11 @@ class ConfigError(ValueError):
     """A config file, override or combination of values that cannot be used."""
 
 
+# The choices of ``compileModel`` (training and sampling): off, or a torch.compile mode; auto = the
+# entry point's own mode on CUDA, off on the CPU (genie.utils.runtime.resolve_compile_mode).
+COMPILE_MODES = ("auto", "off", "default", "reduce-overhead", "max-autotune")
+
+
 def option(
     default: Any,
     help: str,

@@ -8,6 +8,7 @@ import re
 
 from genie.config.checks import check_paths
 from genie.config.fields import (
+    COMPILE_MODES,
     MAX_COUNT,
     MAX_RESIDUES,
     MAX_SEED,
@@ -112,6 +113,12 @@ class SampleConfig:
     )
     fragmentLength: int = option(5000, "residues per fragment file", min=3, max=9999)
     device: str = option("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
+    compileModel: str = option(
+        "auto",
+        "torch.compile the model's calls: auto (reduce-overhead = compiled and replayed as CUDA "
+        "graphs on CUDA, off on the CPU), off, default, reduce-overhead or max-autotune",
+        choices=COMPILE_MODES,
+    )
     clearCacheEveryNSteps: int = option(
         0, "torch.cuda.empty_cache() every N reverse steps on CUDA; 0 = never", min=0, max=MAX_COUNT
     )

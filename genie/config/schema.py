@@ -13,6 +13,7 @@ import dataclasses
 
 from genie.config.checks import check_compatible
 from genie.config.fields import (
+    COMPILE_MODES,
     MAX_COUNT,
     MAX_ITEMS,
     MAX_LAYERS,
@@ -220,6 +221,12 @@ class TrainingKeys:
         "high",
         "fp32 matrix products: highest = true fp32, high = TF32 tensor cores (GPU), medium = bf16",
         choices=("highest", "high", "medium"),
+    )
+    compileModel: str = option(
+        "auto",
+        "torch.compile the model in training steps: auto (default mode on CUDA, off on the "
+        "CPU), off, default, reduce-overhead (also CUDA graphs) or max-autotune",
+        choices=COMPILE_MODES,
     )
     accelerator: str = option(
         "auto", "Lightning accelerator", choices=("auto", "cpu", "gpu", "cuda")

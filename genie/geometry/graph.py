@@ -9,7 +9,8 @@ unused places:
 
 - ``row`` lists: the out-edges of residue i, (i → j) for j ∈ N(i); L = k.
 - ``column`` lists: the in-edges of residue j, (i → j) for all i with j ∈ N(i); L = the largest
-  in-degree of the batch (data-dependent: a hub residue has more in-edges than k).
+  in-degree of the batch (data-dependent: a hub residue has more in-edges than k), rounded up to
+  a multiple of 8.
 
 For two edges of one list, the *third edge* closes the triangle, as in AF2's triangle updates
 (Jumper et al. 2021, Alg. 11-14) restricted to the graph:
@@ -26,39 +27,63 @@ O(queries) per lookup: nothing here is n×n.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import torch
 
 from genie.geometry.knn import gather_neighbors, knn_graph
+
+COLUMN_WIDTH_MULTIPLE = 8  # column-list widths are rounded up to this (compiled shapes)
 
 
 @dataclass(frozen=True, eq=False)
 class KnnGraph:
     """A k-neighbour graph ``(index, valid, offsets)``, each ``[b, n, k]``, and its edge lookups.
 
-    Immutable and complete when built (:func:`build_knn_graph`); the derived edge tables and
-    lists are computed on first use and cached.
+    Build one with :meth:`from_neighbors` (or :func:`build_knn_graph`), which computes every
+    derived table at once: a graph is a fixed set of tensors, nothing is computed on first use,
+    so a compiled model reads it without graph breaks, and the one data-dependent size (the
+    column-list width, the largest in-degree) is settled eagerly, outside the compiled region.
 
     Attributes:
         index: long, neighbour j of residue i in slot ``[:, i, s]``.
         valid: bool, real edges (invalid slots are ignored wherever they point).
         offsets: long residue-index separations ``r_j − r_i`` (sequence-separation features).
+        row_lists: ``[b, n, k]`` out-edge ids of each residue (−1 at invalid slots).
+        column_lists: ``[b, n, D]`` in-edge ids of each residue, D = the largest in-degree of
+            the batch rounded up to a multiple of :data:`COLUMN_WIDTH_MULTIPLE` (−1 padded). The
+            rounding bounds the distinct shapes a compiled model sees (D changes with the trace)
+            at a cost of at most 7 empty slots per list.
+        edge_keys, edge_ids: ``[b·n·k]`` sorted keys ``(batch·n + src)·n + dst`` of the valid
+            edges (invalid slots sort last) and their edge ids within the chain.
     """
 
     index: torch.Tensor
     valid: torch.Tensor
     offsets: torch.Tensor
+    row_lists: torch.Tensor
+    column_lists: torch.Tensor
+    edge_keys: torch.Tensor
+    edge_ids: torch.Tensor
 
-    def __post_init__(self) -> None:
-        shapes = {tuple(t.shape) for t in (self.index, self.valid, self.offsets)}
-        if len(shapes) != 1 or self.index.dim() != 3:
+    @classmethod
+    def from_neighbors(
+        cls, index: torch.Tensor, valid: torch.Tensor, offsets: torch.Tensor
+    ) -> KnnGraph:
+        """The graph of neighbour slots ``index, valid, offsets [b, n, k]`` with its tables."""
+        shapes = {tuple(t.shape) for t in (index, valid, offsets)}
+        if len(shapes) != 1 or index.dim() != 3:
             raise ValueError(
-                f"index {tuple(self.index.shape)}, valid {tuple(self.valid.shape)} and offsets "
-                f"{tuple(self.offsets.shape)}: need three [b, n, k] tensors"
+                f"index {tuple(index.shape)}, valid {tuple(valid.shape)} and offsets "
+                f"{tuple(offsets.shape)}: need three [b, n, k] tensors"
             )
-        if self.valid.dtype != torch.bool:
-            raise ValueError(f"valid must be a bool tensor, got {self.valid.dtype}")
+        if valid.dtype != torch.bool:
+            raise ValueError(f"valid must be a bool tensor, got {valid.dtype}")
+        b, n, k = index.shape
+        ids = torch.arange(n * k, device=index.device).view(1, n, k)
+        row_lists = torch.where(valid, ids, -1)  # [b, n, k]
+        edge_keys, edge_ids = _edge_table(index, valid)
+        return cls(index, valid, offsets, row_lists, _column_lists(index, valid), edge_keys,
+                   edge_ids)  # fmt: skip
 
     @property
     def b(self) -> int:
@@ -87,52 +112,14 @@ class KnnGraph:
         out = torch.gather(flat, 1, edges.clamp(min=0).reshape(self.b, -1)).view(edges.shape)
         return torch.where(edges >= 0, out, -1)
 
-    def _key(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        batch = torch.arange(self.b, device=src.device).view(-1, *([1] * (src.dim() - 1)))
-        return (batch * self.n + src) * self.n + dst  # int64: b·n² < 2⁶³ for n < 2³⁰
-
-    @cached_property
-    def _table(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sorted keys of the valid edges and their edge ids (invalid slots sort last)."""
-        src = torch.arange(self.n, device=self.index.device)[None, :, None].expand_as(self.index)
-        key = self._key(src, self.index)
-        key = torch.where(self.valid, key, torch.iinfo(torch.int64).max).reshape(-1)
-        sorted_key, perm = torch.sort(key)
-        return sorted_key, perm % self.num_edges  # ids within the chain
-
     def edge_id(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
         """Edge id of (src → dst) per element of ``src, dst [b, *]``; −1 where there is no such
         edge (or where src or dst is −1)."""
-        sorted_key, ids = self._table
-        key = self._key(src.clamp(min=0), dst.clamp(min=0))
-        pos = torch.searchsorted(sorted_key, key.reshape(-1)).clamp(max=sorted_key.numel() - 1)
-        found = (sorted_key[pos] == key.reshape(-1)).view(key.shape) & (src >= 0) & (dst >= 0)
-        return torch.where(found, ids[pos].view(key.shape), -1)
-
-    @cached_property
-    def row_lists(self) -> torch.Tensor:
-        """``[b, n, k]`` out-edge ids of each residue (−1 at invalid slots)."""
-        ids = torch.arange(self.num_edges, device=self.index.device).view(1, self.n, self.k)
-        return torch.where(self.valid, ids, -1)
-
-    @cached_property
-    def column_lists(self) -> torch.Tensor:
-        """``[b, n, D]`` in-edge ids of each residue, D = the largest in-degree (−1 padded)."""
-        b, n, k = self.index.shape
-        device = self.index.device
-        dst = torch.where(self.valid, self.index, n).reshape(b, -1)  # invalid: a spare row n
-        order = torch.argsort(dst, dim=1, stable=True)  # [b, n·k] edges grouped by target
-        dst_sorted = torch.gather(dst, 1, order)
-        counts = torch.zeros(b, n + 1, dtype=torch.long, device=device)
-        counts.scatter_add_(1, dst, torch.ones_like(dst))
-        starts = torch.cumsum(counts, 1) - counts  # [b, n + 1] first sorted position per target
-        rank = torch.arange(n * k, device=device)[None] - torch.gather(starts, 1, dst_sorted)
-        width = max(int(counts[:, :n].max()) if n else 0, 1)
-        lists = torch.full((b, n + 1, width), -1, dtype=torch.long, device=device)
-        keep = dst_sorted < n
-        batch = torch.arange(b, device=device)[:, None].expand_as(dst_sorted)
-        lists[batch[keep], dst_sorted[keep], rank[keep]] = order[keep]
-        return lists[:, :n]
+        key = _edge_key(src.clamp(min=0), dst.clamp(min=0), self.n)
+        pos = torch.searchsorted(self.edge_keys, key.reshape(-1))
+        pos = pos.clamp(max=self.edge_keys.numel() - 1)
+        found = (self.edge_keys[pos] == key.reshape(-1)).view(key.shape) & (src >= 0) & (dst >= 0)
+        return torch.where(found, self.edge_ids[pos].view(key.shape), -1)
 
     def lists(self, axis: str) -> torch.Tensor:
         """``row`` or ``column`` edge lists ``[b, n, L]``."""
@@ -154,6 +141,43 @@ class KnnGraph:
         raise ValueError(f"axis must be 'row' or 'column', got '{axis}'")
 
 
+def _edge_key(src: torch.Tensor, dst: torch.Tensor, n: int) -> torch.Tensor:
+    """``(batch·n + src)·n + dst`` of ``src, dst [b, *]`` (int64: b·n² < 2⁶³ for n < 2³⁰)."""
+    batch = torch.arange(src.shape[0], device=src.device).view(-1, *([1] * (src.dim() - 1)))
+    return (batch * n + src) * n + dst
+
+
+def _edge_table(index: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted keys of the valid edges of ``index, valid [b, n, k]`` and their edge ids."""
+    b, n, k = index.shape
+    src = torch.arange(n, device=index.device)[None, :, None].expand_as(index)
+    key = _edge_key(src, index, n)
+    key = torch.where(valid, key, torch.iinfo(torch.int64).max).reshape(-1)
+    sorted_key, perm = torch.sort(key)
+    return sorted_key, perm % (n * k)  # ids within the chain
+
+
+def _column_lists(index: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``[b, n, D]`` in-edge ids of each residue (−1 padded), D = the largest in-degree rounded
+    up to a multiple of :data:`COLUMN_WIDTH_MULTIPLE` (one host synchronisation)."""
+    b, n, k = index.shape
+    device = index.device
+    dst = torch.where(valid, index, n).reshape(b, -1)  # invalid: a spare row n
+    order = torch.argsort(dst, dim=1, stable=True)  # [b, n·k] edges grouped by target
+    dst_sorted = torch.gather(dst, 1, order)
+    counts = torch.zeros(b, n + 1, dtype=torch.long, device=device)
+    counts.scatter_add_(1, dst, torch.ones_like(dst))
+    starts = torch.cumsum(counts, 1) - counts  # [b, n + 1] first sorted position per target
+    rank = torch.arange(n * k, device=device)[None] - torch.gather(starts, 1, dst_sorted)
+    degree = int(counts[:, :n].max()) if n else 0
+    width = max(-(-degree // COLUMN_WIDTH_MULTIPLE), 1) * COLUMN_WIDTH_MULTIPLE
+    lists = torch.full((b, n + 1, width), -1, dtype=torch.long, device=device)
+    keep = dst_sorted < n
+    batch = torch.arange(b, device=device)[:, None].expand_as(dst_sorted)
+    lists[batch[keep], dst_sorted[keep], rank[keep]] = order[keep]
+    return lists[:, :n]
+
+
 def gather_edges(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     """Per-edge values at edge ids: ``values [b, n, k, *]``, ``edges [b, *s]`` (−1 allowed) ->
     ``[b, *s, *]`` (zero where the id is −1). Differentiable in ``values``.
@@ -173,16 +197,20 @@ def gather_edges(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
 
 def scatter_edges(values: torch.Tensor, edges: torch.Tensor, *, n: int, k: int) -> torch.Tensor:
     """Inverse of :func:`gather_edges` for lists in which every edge appears at most once:
-    ``values [b, *s, *]`` at ``edges [b, *s]`` -> ``[b, n, k, *]`` (zero at edges not listed)."""
+    ``values [b, *s, *]`` at ``edges [b, *s]`` -> ``[b, n, k, *]`` (zero at edges not listed).
+
+    Static shapes (no boolean indexing, so it compiles without graph breaks): unused places
+    (−1) go to a spare slot n·k that is dropped. The accumulating scatter adds each listed value
+    to a zero, so it is exact."""
     b = values.shape[0]
     rest = values.shape[edges.dim() :]
     flat_ids = edges.reshape(b, -1)
+    flat_ids = torch.where(flat_ids >= 0, flat_ids, n * k)  # [b, q]
     flat_vals = values.reshape(b, flat_ids.shape[1], *rest)
-    keep = flat_ids >= 0
     batch = torch.arange(b, device=values.device)[:, None].expand_as(flat_ids)
-    out = values.new_zeros(b, n * k, *rest)
-    out = out.index_put((batch[keep], flat_ids[keep]), flat_vals[keep])
-    return out.view(b, n, k, *rest)
+    out = values.new_zeros(b, n * k + 1, *rest)
+    out = out.index_put((batch, flat_ids), flat_vals, accumulate=True)
+    return out[:, : n * k].reshape(b, n, k, *rest)
 
 
 def build_knn_graph(
@@ -206,4 +234,4 @@ def build_knn_graph(
     """
     index, valid = knn_graph(coords, mask.bool(), k=k, strategy=strategy, chunk_size=chunk_size)
     offsets = gather_neighbors(residue_index, index) - residue_index[..., None]  # [b, n, k]
-    return KnnGraph(index, valid, offsets)
+    return KnnGraph.from_neighbors(index, valid, offsets)

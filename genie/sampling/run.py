@@ -33,6 +33,7 @@ from genie.data.atomic import remove_stale_temporaries
 from genie.data.structure_io import PDB_MAX_RESIDUES
 from genie.diffusion.schedule import DiffusionSchedule
 from genie.model.build import model_sizes
+from genie.model.compiled import maybe_compile
 from genie.model.memory import peak_bytes, require_memory
 from genie.sampling.chains import ChainBatch, sample_seed
 from genie.sampling.ddim import DDIMSampler
@@ -41,7 +42,7 @@ from genie.sampling.reverse import ReverseSampler, reverse_process
 from genie.sampling.writer import coordinate_problem, with_suffix, write_diverged, write_sample
 from genie.utils.cli import exit_status
 from genie.utils.paths import ensure_writable_dir
-from genie.utils.runtime import apply_runtime_settings
+from genie.utils.runtime import apply_runtime_settings, resolve_compile_mode
 
 log = logging.getLogger("genie.sample")
 
@@ -212,7 +213,10 @@ def sample(cfg: SampleConfig, *, force: bool = False) -> list[Path]:
     if not todo:
         return []
     trained = load_model(cfg, device)
-    model = trained.model
+    mode = resolve_compile_mode(cfg.compileModel, device, auto="reduce-overhead")
+    model = maybe_compile(trained.model, mode=mode)  # the module itself for mode off
+    if mode != "off":
+        log.info("model calls run through torch.compile (mode %s)", mode)
     sampler = build_sampler(cfg, trained.schedule)
     steps = len(sampler.timesteps())
     todo.sort(key=lambda job: job.length)

@@ -14,6 +14,7 @@ loss arithmetic (the pairwise distance loss also disables autocast for its dista
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,11 @@ from genie.diffusion import (
     per_chain_loss,
 )
 from genie.model.build import build_denoiser, build_schedule
+from genie.model.compiled import CompiledDenoiser
 from genie.model.denoiser import GenieDenoiser
+from genie.utils.runtime import resolve_compile_mode
 
+log = logging.getLogger(__name__)
 T_BUCKETS = 4  # validation loss is also logged per quarter of the timestep range
 
 
@@ -60,6 +64,22 @@ class GenieModule(pl.LightningModule):
         self.save_hyperparameters({"config": dataclasses.asdict(config)})
         self.model = build_denoiser(config) if model is None else model
         self.schedule = build_schedule(config)
+        self._compiled: CompiledDenoiser | None = None  # the compiled forward (compileModel)
+        self._compile_resolved = False
+
+    def denoise(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """``self.model(*args, **kwargs)``, through ``torch.compile`` when ``compileModel``
+        asks for it on this device (decided at the first call, when the device is known; the
+        weights stay those of ``self.model``)."""
+        if not self._compile_resolved:
+            mode = resolve_compile_mode(self.config.compileModel, self.device)
+            if mode != "off":
+                self._compiled = CompiledDenoiser(self.model, mode=mode)
+                log.info("training steps run the model through torch.compile (mode %s)", mode)
+            self._compile_resolved = True
+        if self._compiled is not None:
+            return self._compiled(*args, **kwargs)
+        return self.model(*args, **kwargs)
 
     def on_fit_start(self) -> None:
         """Record the model size (logged once by the builder) in TensorBoard: distinct trainable
@@ -111,7 +131,7 @@ class GenieModule(pl.LightningModule):
         noise = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
         noise = noise * mask[..., None]  # [b, n, 3]
         x_t = self.schedule.add_noise(x0, t, noise)  # [b, n, 3]
-        eps_hat = self.model(x_t, t, mask, batch.get("residue_index")).float()  # [b, n, 3]
+        eps_hat = self.denoise(x_t, t, mask, batch.get("residue_index")).float()  # [b, n, 3]
         noise_term = noise_loss(eps_hat, noise, mask, kind=cfg.lossType)
         per_chain = per_chain_loss(eps_hat, noise, mask, kind=cfg.lossType)  # [b]
         if not cfg.useMHCLoss:

@@ -191,8 +191,13 @@ def largest_covering(sizes: Mapping[LayerKey, int], fraction: float) -> frozense
     return frozenset(chosen) if target > 0 else frozenset()
 
 
+@torch.compiler.disable
 def saved_bytes(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     """Bytes that ``fn(*args, **kwargs)`` saves for backward, by a dry forward.
+
+    Runs eagerly under ``torch.compile`` (storage pointers and saved-tensor hooks are not
+    traceable): a compiled step that still measures a length bucket breaks its graph here, once
+    per bucket, and the later steps of that bucket compile whole.
 
     Counts each distinct storage once (its full size), excluding the storages of the inputs
     (tensors anywhere in args/kwargs, dataclasses included) and of ``fn``'s parameters when it is

@@ -24,8 +24,19 @@ def chunked(
     """
     if chunk_size is None or chunk_size >= size:
         return fn(slice(0, size))
+    return torch.cat([fn(piece) for piece in chunk_slices(size, chunk_size)], dim)
+
+
+def chunk_slices(size: int, chunk_size: int | None) -> list[slice]:
+    """Consecutive slices of ``chunk_size`` positions covering ``range(size)`` (None: one).
+
+    The loop runs over the number of chunks, ⌈size / chunk_size⌉, not over ``range(0, size,
+    step)``: under ``torch.compile`` with a symbolic size the program then depends on that
+    count only (``range`` over the size itself would fix the size to one value, so every length
+    would compile anew)."""
+    if chunk_size is None:
+        return [slice(0, size)]
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    return torch.cat(
-        [fn(slice(s, min(s + chunk_size, size))) for s in range(0, size, chunk_size)], dim
-    )
+    count = -(-size // chunk_size)
+    return [slice(i * chunk_size, min((i + 1) * chunk_size, size)) for i in range(count)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from genie.config.fields import COMPILE_MODES
 from genie.utils.errors import UserInputError
 
 
@@ -18,3 +19,14 @@ def require_cuda(what: str) -> None:
     """Fail early, as a user error, when ``what`` (a GPU-only command) runs without CUDA."""
     if not torch.cuda.is_available():
         raise UserInputError(f"{what} needs a CUDA device, and none is available")
+
+
+def resolve_compile_mode(choice: str, device: torch.device | str, *, auto: str = "default") -> str:
+    """The ``torch.compile`` mode to use for ``choice`` (``compileModel``) on ``device``:
+    ``off`` or a mode name. ``auto`` gives ``auto`` (the caller's mode) on CUDA and ``off``
+    elsewhere (compiling on the CPU costs minutes of start-up for small gains)."""
+    if choice not in COMPILE_MODES:
+        raise ValueError(f"compileModel must be one of {', '.join(COMPILE_MODES)}, got {choice!r}")
+    if choice == "auto":
+        return auto if torch.device(device).type == "cuda" else "off"
+    return choice

@@ -30,6 +30,7 @@ from genie.geometry.graph import KnnGraph, gather_edges, scatter_edges
 from genie.model.dense.triangle_attention import MASK_BIAS, TriangleAttention
 from genie.model.dense.triangle_multiplication import TriangleMultiplication
 from genie.utils.checkpointing import recompute
+from genie.utils.chunking import chunk_slices
 
 
 def over_lists(
@@ -44,14 +45,13 @@ def over_lists(
     Each chunk is recomputed in backward (only its inputs are stored)."""
     lists = graph.lists(axis)  # [b, n, L]
     n = graph.n
-    step = n if chunk_size is None else max(1, chunk_size)
 
     def chunk(ids: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             third = graph.third_edges(axis, ids)  # [b, ci, L, L]
         return fn(ids, third)
 
-    pieces = [recompute(chunk, lists[:, s : s + step]) for s in range(0, n, step)]
+    pieces = [recompute(chunk, lists[:, piece]) for piece in chunk_slices(n, chunk_size)]
     out = torch.cat(pieces, dim=1)  # [b, n, L, c]
     if axis == "row":
         return out  # slot s of row i is edge i·k + s already
@@ -110,6 +110,7 @@ class SparseTriangleAttention(TriangleAttention):
         """
         en = self.norm(edges)
         h, c = self.h, self.c
+        edge_bias = missing = None  # set (and read) only with the triangle bias
         if self.bias is not None:
             edge_bias = self.bias(en)  # [b, n, k, h]
             missing = self.bias(self.norm(en.new_zeros(en.shape[-1])))  # [h]: W_b · LN(0)

@@ -181,6 +181,8 @@ class FlashIPA(nn.Module):
         return out[..., : v.shape[-1]]
 
     def _note_backend(self, name: str) -> None:
+        if torch.compiler.is_compiling():
+            return  # logged by the eager calls (a compiled graph has no side effects)
         if name != self._logged_backend:
             log.info("FlashIPA attention backend: %s", name)
             self._logged_backend = name

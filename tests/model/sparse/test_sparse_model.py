@@ -35,7 +35,7 @@ def test_edge_lookup_and_lists_match_brute_force():
     mask = torch.ones(2, 17, dtype=torch.bool)
     mask[0, 12:] = False
     index, valid = knn_graph(coords, mask, k=4, strategy="hybrid")
-    graph = KnnGraph(index, valid, torch.zeros_like(index))
+    graph = KnnGraph.from_neighbors(index, valid, torch.zeros_like(index))
     edges = {(b, i, int(index[b, i, s])): i * 4 + s
              for b in range(2) for i in range(17) for s in range(4) if valid[b, i, s]}  # fmt: skip
     src = torch.randint(0, 17, (2, 50), generator=gen)

@@ -22,7 +22,7 @@ def make_graph(strategy: str = "coordinate", n: int = 14, k: int = 5, pad: int =
     mask = torch.ones(2, n, dtype=torch.bool)
     mask[1, n - pad :] = False
     index, valid = knn_graph(coords, mask, k=k, strategy=strategy)
-    return KnnGraph(index, valid, torch.zeros_like(index)), mask
+    return KnnGraph.from_neighbors(index, valid, torch.zeros_like(index)), mask
 
 
 def densify(edges: torch.Tensor, graph: KnnGraph):

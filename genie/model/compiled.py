@@ -1,0 +1,117 @@
+"""Compiled execution of a denoiser: ``torch.compile`` of its forward, the graph built eagerly.
+
+:class:`CompiledDenoiser` has the call interface of :class:`~genie.model.denoiser.GenieDenoiser`
+(``build_graph``, ``uses_graph``, ``__call__(coords, t, mask, residue_index, graph=)``) and runs
+the forward through ``torch.compile`` (Ansel et al. 2024, "PyTorch 2"). The readable eager
+module stays the reference: the compiled path is optional, tested against it, and falls back to
+it (with one logged warning) when compilation fails.
+
+What is compiled, and what is not:
+
+- The k-NN graph is built eagerly (:meth:`build_graph`, outside the compiled region): its search
+  is index work, and its one data-dependent size, the column-list width (the largest in-degree),
+  is settled there, rounded up to a multiple of 8 (:class:`~genie.geometry.graph.KnnGraph`).
+  Every shipped config's forward is then one graph without breaks (``tests/model/
+  test_compiled.py`` checks this with ``torch._dynamo.explain``, and ``fullgraph=True``).
+- Shapes: ``torch.compile``'s automatic dynamic shapes. The first call compiles for its exact
+  shapes; the first change of a size (chain length n, column width) recompiles once with that
+  size symbolic, and later sizes reuse it. Further recompilations happen only where a size
+  changes the program: the number of chunks of a chunked operation, ⌈n / chunk size⌉
+  (:func:`~genie.utils.chunking.chunk_slices`), and a last chunk of exactly one residue. So a
+  run of crops up to 4,096 residues in chunks of 1,024 compiles about 2 + 2·4 times at most,
+  and no length padding is needed (padding would cost its residues in every step). The
+  per-function recompilation limit is raised to :data:`RECOMPILE_LIMIT` (PyTorch's default, 8,
+  would send the longest crops of stage 4, 16 chunks, back to eager).
+- ``reduce-overhead`` adds CUDA graphs (cudagraph trees): one recorded graph per distinct
+  concrete shape, replayed on fixed buffers. A reverse-diffusion loop at one length sees a
+  handful of shapes (the column-width buckets), so its model calls are replays after the first
+  few steps. Outputs are copied out of the graph's memory before they are returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from genie.geometry.graph import KnnGraph
+from genie.utils.runtime import COMPILE_MODES
+
+log = logging.getLogger(__name__)
+_MODES = COMPILE_MODES[2:]  # the torch.compile modes
+RECOMPILE_LIMIT = 64  # compiled variants per function (chunk counts × special sizes)
+
+
+class CompiledDenoiser:
+    """A denoiser's forward through ``torch.compile`` (module doc); same call interface.
+
+    Not an ``nn.Module``: it holds the module (whose parameters and state dict are unchanged)
+    and a compiled function of its forward.
+    """
+
+    def __init__(self, model: nn.Module, *, mode: str, backend: str = "inductor"):
+        """
+        Args:
+            model: a :class:`~genie.model.denoiser.GenieDenoiser`.
+            mode: ``default``, ``reduce-overhead`` or ``max-autotune``.
+            backend: the ``torch.compile`` backend (tests trace with ``aot_eager``, which
+                checks the captured graph and its autograd without generating kernels).
+        """
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
+        self.model = model
+        self.mode = mode
+        limit = torch._dynamo.config.recompile_limit
+        torch._dynamo.config.recompile_limit = max(limit, RECOMPILE_LIMIT)  # process-wide
+        if backend == "inductor":
+            self._compiled = torch.compile(model.forward, mode=mode)
+        else:  # modes are inductor options
+            self._compiled = torch.compile(model.forward, backend=backend)
+        self.failed: str | None = None  # the error that made it fall back to eager
+
+    @property
+    def uses_graph(self) -> bool:
+        return self.model.uses_graph
+
+    def build_graph(
+        self, coords: torch.Tensor, mask: torch.Tensor, residue_index: torch.Tensor | None = None
+    ) -> KnnGraph | None:
+        """The model's graph of ``coords [b, n, 3]`` Å, built eagerly."""
+        return self.model.build_graph(coords, mask, residue_index)
+
+    def __call__(
+        self,
+        coords: torch.Tensor,
+        timesteps: torch.Tensor,
+        mask: torch.Tensor,
+        residue_index: torch.Tensor | None = None,
+        *,
+        graph: KnnGraph | None = None,
+    ) -> torch.Tensor:
+        """The model's forward (``coords [b, n, 3]`` Å, ``timesteps [b]``, ``mask [b, n]`` ->
+        ε̂ ``[b, n, 3]``), compiled; the graph is built eagerly when not given."""
+        if graph is None and self.model.uses_graph:
+            graph = self.model.build_graph(coords, mask, residue_index)
+        if self.failed is None:
+            try:
+                return self._call_compiled(coords, timesteps, mask, residue_index, graph)
+            except torch.cuda.OutOfMemoryError:
+                raise  # not a compiler failure: eager would not fit either
+            except Exception as err:  # noqa: BLE001 - any compiler failure: run eagerly instead
+                self.failed = f"{type(err).__name__}: {err}".splitlines()[0][:500]
+                log.warning("torch.compile failed (%s); running the model eagerly", self.failed)
+        return self.model(coords, timesteps, mask, residue_index, graph=graph)
+
+    def _call_compiled(self, *args: Any) -> torch.Tensor:
+        coords, timesteps, mask, residue_index, graph = args
+        if self.mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are done
+        out = self._compiled(coords, timesteps, mask, residue_index, graph=graph)
+        return out.clone() if self.mode == "reduce-overhead" else out
+
+
+def maybe_compile(model: nn.Module, *, mode: str) -> Any:
+    """``model`` itself for ``mode == "off"``, else a :class:`CompiledDenoiser` of it."""
+    return model if mode == "off" else CompiledDenoiser(model, mode=mode)
