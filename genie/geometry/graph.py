@@ -182,17 +182,39 @@ def gather_edges(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     """Per-edge values at edge ids: ``values [b, n, k, *]``, ``edges [b, *s]`` (−1 allowed) ->
     ``[b, *s, *]`` (zero where the id is −1). Differentiable in ``values``.
 
-    One ``index_select`` on the flattened edges: its backward is an atomic ``index_add`` (CUDA's
-    advanced-indexing backward serialises on repeated indices, and every edge is read ~k times;
-    docs/BENCHMARKS.md has the step time it cost before commit bb0b63a)."""
+    One ``index_select`` on the flattened edges (:class:`_SelectRows`): its backward is an
+    atomic ``index_add`` (CUDA's advanced-indexing backward serialises on repeated indices, and
+    every edge is read ~k times; docs/BENCHMARKS.md has the step time it cost before commit
+    bb0b63a), accumulated in fp32."""
     b, n, k = values.shape[:3]
     rest = values.shape[3:]
     flat = values.reshape(b * n * k, *rest)  # [b·n·k, *]
     offset = torch.arange(b, device=edges.device).view(-1, *([1] * (edges.dim() - 1))) * (n * k)
     idx = (edges.clamp(min=0) + offset).reshape(-1)  # [b·q]
-    out = flat.index_select(0, idx).view(*edges.shape, *rest)
+    out = _SelectRows.apply(flat, idx).view(*edges.shape, *rest)
     present = (edges >= 0).view(*edges.shape, *([1] * len(rest)))
     return out * present.to(out.dtype)
+
+
+class _SelectRows(torch.autograd.Function):
+    """``flat.index_select(0, idx)`` whose backward accumulates in fp32 when ``flat`` is bf16 or
+    fp16 (else in its own dtype): atomic adds of bf16/fp16 are emulated on CUDA and were 70 % of a stage 3 V2
+    training step's GPU time at L = 1,024 (docs/BENCHMARKS.md); fp32 ones are native (and the
+    ~k gradients summed per edge lose no precision)."""
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(idx)
+        ctx.rows, ctx.dtype = flat.shape[0], flat.dtype
+        return flat.index_select(0, idx)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (idx,) = ctx.saved_tensors
+        low = ctx.dtype in (torch.float16, torch.bfloat16)
+        acc = grad.new_zeros(ctx.rows, *grad.shape[1:], dtype=torch.float32 if low else ctx.dtype)
+        acc.index_add_(0, idx, grad.to(acc.dtype))
+        return acc.to(ctx.dtype), None
 
 
 def scatter_edges(values: torch.Tensor, edges: torch.Tensor, *, n: int, k: int) -> torch.Tensor:

@@ -155,6 +155,9 @@ def test_the_compiled_model_keeps_the_module_state_dict():
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
 @pytest.mark.parametrize("name", ["baseline", "stage3v2", "stage4", "mhc_flash"])
 def test_inductor_equals_eager_on_gpu(name, mode):
+    """fp32 (TF32 off), padded batch: outputs, input and parameter gradients of the compiled
+    model (its first call and a replay) against eager, each to 1e-4 of the tensor's norm (the
+    kernels sum in another order)."""
     dynamo.reset()
     torch.backends.cuda.matmul.allow_tf32 = False
     model = shipped_model(name, "matmulPrecision=highest").cuda().float().train()
@@ -168,12 +171,14 @@ def test_inductor_equals_eager_on_gpu(name, mode):
         out = run(xi, t, mask)
         grads = torch.autograd.grad(out.square().sum(), [xi, *model.parameters()],
                                     allow_unused=True)  # fmt: skip
-        results.append((out.detach(), *grads))
+        # copied at once: a CUDA graph's outputs are overwritten by its next replay
+        results.append([out.detach().clone()] + [g if g is None else g.clone() for g in grads])
     assert compiled.failed is None
     for other in results[1:]:
         for got, want in zip(other, results[0], strict=True):
             if want is not None:
-                assert_close(got, want, rtol=2e-3, atol=2e-4)
+                error = (got - want).norm() / want.norm().clamp(min=1e-12)
+                assert error < 1e-4, float(error)
 
 
 @pytest.mark.gpu

@@ -25,6 +25,7 @@ Head dims are zero-padded to multiples of 8; fused kernels accept at most 256.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 
@@ -226,12 +227,24 @@ class FlashIPA(nn.Module):
 
 def _cudnn_usable(q: torch.Tensor) -> bool:
     """cuDNN attention: CUDA, fp16/bf16, an Ampere or newer GPU, and not switched off."""
-    return (
-        q.is_cuda
-        and q.dtype in (torch.float16, torch.bfloat16)
-        and torch.backends.cuda.cudnn_sdp_enabled()
-        and torch.cuda.get_device_capability(q.device) >= (8, 0)
+    return q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and _cudnn_on(q.device)
+
+
+# The two checks below ask the process, not the tensors: under torch.compile they run once, at
+# trace time, and their answers are constants of the graph (no graph break around each call).
+@torch.compiler.assume_constant_result
+def _cudnn_on(device: torch.device) -> bool:
+    """cuDNN attention switched on, and the GPU Ampere or newer."""
+    return torch.backends.cuda.cudnn_sdp_enabled() and torch.cuda.get_device_capability(device) >= (
+        8,
+        0,
     )
+
+
+@torch.compiler.assume_constant_result
+def _flash_attn_installed(use_fa3: bool) -> bool:
+    """Whether the flash-attn package (FA2, or ``flash_attn_interface`` for FA3) imports."""
+    return importlib.util.find_spec("flash_attn_interface" if use_fa3 else "flash_attn") is not None
 
 
 def _centred(frames: Rigid, mask: torch.Tensor) -> Rigid:
@@ -242,19 +255,18 @@ def _centred(frames: Rigid, mask: torch.Tensor) -> Rigid:
 
 
 def _flash_attn(q, k, v, *, use_fa3: bool, required: bool) -> torch.Tensor | None:
-    """The ``flash-attn`` package's kernel (FA2, or FA3 on Hopper), if importable."""
-    try:
-        if use_fa3:
-            from flash_attn_interface import flash_attn_func  # FA3
-        else:
-            from flash_attn import flash_attn_func  # FA2
-    except ImportError:
+    """The ``flash-attn`` package's kernel (FA2, or FA3 on Hopper), if installed."""
+    if not _flash_attn_installed(use_fa3):
         if required:
             raise ImportError(
                 "flashBackend flash_attn needs the flash-attn package "
                 "(pip install 'genie-long[flash]'); use flashBackend auto to fall back to SDPA"
-            ) from None
+            )
         return None
+    if use_fa3:
+        from flash_attn_interface import flash_attn_func  # FA3
+    else:
+        from flash_attn import flash_attn_func  # FA2
     if q.dtype not in (torch.float16, torch.bfloat16):
         return None
     d = max(q.shape[-1], v.shape[-1])

@@ -285,8 +285,8 @@ class HyperConnection(nn.Module):
             self.sinkhorn_iters,
         )  # fmt: skip
         with torch.autocast(device_type=x.device.type, enabled=False):
-            if x.is_cuda and self.compile:
-                pre, post, res = _fused_coefficients(*args)
+            if x.is_cuda and self.compile and not torch.compiler.is_compiling():
+                pre, post, res = _fused_coefficients(*args)  # a whole compiled model fuses it
             else:
                 pre, post, res = _coefficient_math(*args)
         return StreamCoefficients(pre, post, res)
