@@ -37,8 +37,9 @@ when ``torch.backends.cuda.matmul.allow_tf32`` is set (``matmulPrecision high``)
 
 **Attention.** Only the attention core is fused (``cuequivariance_torch.triangle_attention``);
 the LayerNorm, projections, gate and output projection stay ours, so the parameters are the same
-too. Layouts: q, k, v ``[b, i, h, j, c]`` (row i, query j, key k), bias ``[b, 1, h, j, k]`` in fp32
-(the dtype of its generic kernel), the key mask ``[b, i, 1, 1, k]`` boolean, scale 1/√c.
+too. Layouts: q, k, v ``[b, i, h, j, c]`` (row i, query j, key k), bias ``[b, 1, h, j, k]``
+in fp32 (the dtype of its generic kernel, also under bf16), the key mask ``[b, i, 1, 1, k]``
+boolean, scale 1/√c.
 Masking: our layer adds −10⁴ to the logits of padded keys, so a row with no valid key (a
 padded residue's row) attends over all of its keys with the plain logits; the fused kernel
 drops masked keys exactly. :func:`key_mask` therefore marks every key valid in a row that has
@@ -259,12 +260,13 @@ class FusedTriangleKernels:
 
         Args:
             q, k, v: ``[b, i, h, n, c]`` (rows i, queries j / keys k, heads, channels).
-            bias: ``[b, 1, h, n, n]`` triangle bias (cast to fp32, the kernel's dtype).
+            bias: ``[b, 1, h, n, n]`` triangle bias in fp32, the kernel's dtype (fp64 for an
+                fp64 call, which cuEquivariance runs in PyTorch).
             mask: ``[b, i, 1, 1, n]`` bool, True for valid keys (:func:`key_mask`).
 
         Returns:
             ``[b, i, h, n, c]``, in q's dtype.
         """
         return _cueq().triangle_attention(
-            q, k, v, bias.float(), mask=mask, scale=1.0 / math.sqrt(q.shape[-1])
+            q, k, v, bias, mask=mask, scale=1.0 / math.sqrt(q.shape[-1])
         )

@@ -84,11 +84,12 @@ class TriangleAttention(nn.Module):
         if self.bias is not None:
             tri_bias = self.bias(zn).permute(0, 3, 1, 2)  # [b, h, j, k]
         elif fused:  # the kernel takes a dense bias: zeros
-            tri_bias = zn.new_zeros(b, self.h, n, n, dtype=torch.float32)
+            tri_bias = zn.new_zeros(b, self.h, n, n)
         else:
             tri_bias = zn.new_zeros(1, 1, 1, 1)
         if fused:
-            tri_bias = tri_bias.float()  # the fused kernel's bias dtype, cast once for all rows
+            # the fused kernel's bias dtype (fp32; fp64 kept), cast once for all rows
+            tri_bias = tri_bias.to(torch.promote_types(tri_bias.dtype, torch.float32))
             keys = key_mask(pair_mask)  # [b, i, 1, 1, k] bool
         else:  # mask of keys k per row i: [b, i, 1, 1, k]
             keys = (1.0 - pair_mask)[:, :, None, None, :] * MASK_BIAS
