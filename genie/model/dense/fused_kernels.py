@@ -44,8 +44,9 @@ Masking: our layer adds −10⁴ to the logits of padded keys, so a row with no 
 padded residue's row) attends over all of its keys with the plain logits; the fused kernel
 drops masked keys exactly. :func:`key_mask` therefore marks every key valid in a row that has
 none, which gives such rows the reference's output and leaves no row empty; on every other row
-the two masks agree (exp(−10⁴) is 0 in every float format). Attention without the triangle bias
-(axial attention) is passed a zero bias ``[b, 1, h, n, n]`` (4·h·n² bytes).
+the two masks agree (exp(−10⁴) is 0 in every float format; logits stay far below 10⁴).
+Attention without the triangle bias (axial attention) is passed a zero bias ``[b, 1, h, n, n]``
+(4·h·n² bytes).
 
 **Factorised pairs** (:mod:`genie.model.factor.triangle`) keep our kernels: the math does not
 map. The factor-algebra multiplicative update never forms a pair tensor (it contracts the factors
@@ -60,9 +61,10 @@ multiplicative update: hidden channels a multiple of 32 and no row chunking; att
 per head a multiple of 8 and ≤ 128 in bf16, a multiple of 4 and ≤ 32 in fp32 (the shapes that
 have a kernel; others would run cuEquivariance's own PyTorch fallback). With ``required=True``
 (``triangleKernel cuequivariance``) every call goes to cuEquivariance (where it has no kernel for
-a dtype or shape it runs its own fallback, and says so), and a call on the CPU is an error.
-Both kernels fall back to PyTorch below 101 residues by their own rule
-(``CUEQ_TRIATTN_FALLBACK_THRESHOLD``, ``CUEQ_TRIMUL_FALLBACK_THRESHOLD``).
+a dtype or shape it runs its own PyTorch formula), and a call on the CPU is an error.
+cuEquivariance itself runs its PyTorch formulas, not the kernels, for chains of at most 100
+residues outside ``torch.compile`` (its ``CUEQ_TRIATTN_FALLBACK_THRESHOLD`` and
+``CUEQ_TRIMUL_FALLBACK_THRESHOLD``, default 100).
 """
 
 from __future__ import annotations
