@@ -25,6 +25,9 @@ setup(
         "test": ["pytest>=8", "ruff>=0.6", "matplotlib>=3.7", "biotite>=1.0", "tmtools>=0.2"],
         "eval": ["biotite>=1.0", "tmtools>=0.2", "matplotlib>=3.7"],
         "flash": ["flash-attn>=2.6"],
+        # fused triangle kernels (triangleKernel); CUDA 13 builds of PyTorch. For CUDA 12 builds
+        # install cuequivariance-ops-torch-cu12 instead of the -cu13 package.
+        "cueq": ["cuequivariance-torch>=0.13", "cuequivariance-ops-torch-cu13>=0.13"],
     },
     entry_points={"console_scripts": ["genie-eval = genie.eval.cli:main"]},
 )

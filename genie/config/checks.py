@@ -79,6 +79,8 @@ def check_compatible(cfg: GenieConfig) -> None:
             "useAxialAttention works on dense pairs or sparse edges (useSparseKNN), not on "
             "factorised pairs (useFactorizedPairs)"
         )
+    if cfg.triangleKernel == "cuequivariance":
+        check_fused_triangle_kernels(cfg)
     bad = sorted(set(cfg.checkpointModules) - {"pair", "structure"})
     if bad:
         raise ConfigError(
@@ -99,6 +101,38 @@ def check_compatible(cfg: GenieConfig) -> None:
         raise ConfigError(
             f"mhcWeights has {len(cfg.mhcWeights)} values but mhcNumScales is "
             f"{cfg.mhcNumScales}: give one weight per scale"
+        )
+
+
+def check_fused_triangle_kernels(cfg: GenieConfig) -> None:
+    """``triangleKernel cuequivariance`` needs dense triangle layers of sizes the fused kernels
+    take (whether the package imports and a GPU is there is checked when the model is built)."""
+    key = "triangleKernel cuequivariance"
+    if cfg.useFactorizedPairs or cfg.useSparseKNN:
+        which = "useFactorizedPairs" if cfg.useFactorizedPairs else "useSparseKNN"
+        raise ConfigError(
+            f"{key}: the fused kernels serve dense pairs' triangle layers; with {which} True the "
+            "pair layers have no dense pair tensor for them (set triangleKernel auto or reference)"
+        )
+    attention = cfg.includeTriangularAttention or cfg.useAxialAttention
+    if cfg.numPairTransformLayers == 0 or not (
+        cfg.includeTriangularMultiplicativeUpdate or attention
+    ):
+        raise ConfigError(
+            f"{key}: the model has no triangle multiplicative update, triangle attention or "
+            "axial attention for the fused kernels to run (set triangleKernel auto or reference)"
+        )
+    hidden = cfg.triangularMultiplicativeHiddenDimension
+    if cfg.includeTriangularMultiplicativeUpdate and hidden % 32:
+        raise ConfigError(
+            f"{key}: the fused multiplicative update needs triangularMultiplicativeHiddenDimension "
+            f"a multiple of 32, got {hidden}"
+        )
+    head = cfg.triangularAttentionHiddenDimension
+    if attention and (head % 8 or head > 128):
+        raise ConfigError(
+            f"{key}: the fused attention needs triangularAttentionHiddenDimension a multiple of 8 "
+            f"and at most 128, got {head}"
         )
 
 

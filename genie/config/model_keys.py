@@ -62,6 +62,14 @@ class ModelKeys:
         0.25, "row/column-shared dropout in the pair stack", min=0, max=1
     )
     pairTransitionN: int = option(4, "pair transition hidden size = N × c_p", min=1, max=MAX_LAYERS)
+    triangleKernel: str = option(
+        "auto",
+        "kernels of the dense triangle and axial layers: auto = cuEquivariance's fused kernels "
+        "for the calls they take (installed with pip install 'genie-long[cueq]', CUDA, fp32 or "
+        "bf16, supported sizes), ours otherwise; reference = ours always; cuequivariance = the "
+        "fused kernels for every call (an error where not installed or without CUDA)",
+        choices=("auto", "reference", "cuequivariance"),
+    )
 
     # --- stages 1-2: factorised pairs ----------------------------------------------------------
     useFactorizedPairs: bool = option(

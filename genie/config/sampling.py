@@ -29,6 +29,7 @@ SAMPLING_MODEL_KEYS = (
     "sparseChunkSize",
     "knnChunkSize",
     "ipaChunkSize",
+    "triangleKernel",
 )
 
 # One item of sampleLengths: a length (64) or a range start-stop with an optional step (64-256:64).
@@ -141,13 +142,21 @@ class SampleConfig:
     )
     knnChunkSize: int | None = _chunk("k-NN models: queries per distance block of the search")
     ipaChunkSize: int | None = _chunk("dense IPA: queries per chunk")
+    # The kernels of the dense triangle layers (the same parameters, the same results up to
+    # rounding), e.g. reference to sample on the CPU from a checkpoint trained with cuequivariance.
+    triangleKernel: str | None = option(
+        None,
+        "dense pairs: triangle-layer kernels while sampling, auto, reference or cuequivariance "
+        "(the training key; None = the checkpoint's)",
+        choices=("auto", "reference", "cuequivariance"),
+    )
     saveDivergedSamples: bool = option(
         False,
         "keep a diverged sample (NaN/inf coordinates, or beyond the PDB columns with outputFormat "
         "pdb) as NAME.diverged.npz; never as a structure file, so a re-run samples it again",
     )
 
-    def model_overrides(self) -> dict[str, int]:
+    def model_overrides(self) -> dict[str, int | str]:
         """The model keys this config sets for sampling (:data:`SAMPLING_MODEL_KEYS`)."""
         return {k: getattr(self, k) for k in SAMPLING_MODEL_KEYS if getattr(self, k) is not None}
 

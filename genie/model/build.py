@@ -24,11 +24,16 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from genie.config import GenieConfig
+from genie.config import ConfigError, GenieConfig
 from genie.diffusion.schedule import DiffusionSchedule
 from genie.model.denoiser import GenieDenoiser
 from genie.model.dense.encoder import DensePairEncoder
 from genie.model.dense.features import PairFeatureNet
+from genie.model.dense.fused_kernels import (
+    CUEQ_EXTRA_HINT,
+    FusedTriangleKernels,
+    cuequivariance_unavailable,
+)
 from genie.model.dense.layer import PairTransformLayer
 from genie.model.encoder import GraphOptions, PairEncoder
 from genie.model.factor.encoder import FactorPairEncoder
@@ -175,6 +180,25 @@ def _triangle_ops(cfg: GenieConfig) -> tuple[bool, bool]:
     return cfg.includeTriangularMultiplicativeUpdate, cfg.includeTriangularAttention
 
 
+def triangle_kernels(cfg: GenieConfig) -> FusedTriangleKernels | None:
+    """``triangleKernel``: cuEquivariance's fused kernels for the dense triangle and axial layers
+    (:mod:`genie.model.dense.fused_kernels`), or None for ours. ``auto`` takes them where they
+    can run on this machine (CUDA and the package); ``cuequivariance`` without them is a
+    :class:`~genie.config.ConfigError` (the sizes they need were checked with the config).
+    Factorised and sparse pairs have no layer they serve."""
+    if cfg.triangleKernel == "reference" or cfg.useFactorizedPairs or cfg.useSparseKNN:
+        return None
+    why = cuequivariance_unavailable()
+    if cfg.triangleKernel == "auto":
+        return None if why else FusedTriangleKernels(required=False)
+    if why:
+        raise ConfigError(
+            f"triangleKernel cuequivariance: {why}. Set triangleKernel auto (the fused kernels "
+            f"where they can run, ours elsewhere) or reference; to install them: {CUEQ_EXTRA_HINT}"
+        )
+    return FusedTriangleKernels(required=True)
+
+
 def _triangle_layer_count(cfg: GenieConfig) -> int:
     """Pair layers that carry the triangle operations: every layer of a dense stack, the first
     ``numTriangleLayers`` of a sparse one or of a factorised one with
@@ -211,6 +235,7 @@ def _dense_encoder(
     key of the factorised and sparse stacks)."""
     c_p = cfg.pairFeatureDimension
     mul, att = _triangle_ops(cfg)
+    kernels = triangle_kernels(cfg)
     features = PairFeatureNet(
         c_s=cfg.singleFeatureDimension, c_p=c_p, relpos_k=cfg.relativePositionK,
         template_type=cfg.templateType,
@@ -224,7 +249,7 @@ def _dense_encoder(
             n_heads_att=cfg.triangularAttentionNumHeads, dropout=cfg.triangularDropout,
             transition_n=cfg.pairTransitionN, chunk_size=cfg.triangleChunkSize,
             axial=cfg.useAxialAttention, axial_row_chunk_size=cfg.axialRowChunkSize,
-            axial_col_chunk_size=cfg.axialColChunkSize,
+            axial_col_chunk_size=cfg.axialColChunkSize, kernels=kernels,
         )  # fmt: skip
 
     n_layers = cfg.numPairTransformLayers

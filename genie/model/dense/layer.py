@@ -6,6 +6,8 @@ incoming), optionally triangle attention (starting, then ending node), optionall
 (row, then column; ``useAxialAttention``), and a pair transition: the order of the sparse stack
 (:mod:`genie.model.sparse.layer`), whose layers do the same on k-NN edges.
 Dropout masks are shared along rows (outgoing/starting/row) or columns (incoming/ending/column).
+The triangle and axial updates may run cuEquivariance's fused kernels (``kernels``,
+:mod:`genie.model.dense.fused_kernels`); the parameters are the same either way.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from genie.model.dense.fused_kernels import FusedTriangleKernels
 from genie.model.dense.triangle_attention import TriangleAttention
 from genie.model.dense.triangle_multiplication import TriangleMultiplication
 from genie.model.layers.primitives import SharedDropout
@@ -52,6 +55,8 @@ class PairTransformLayer(nn.Module):
         axial: axial attention (row, then column) after the triangle attention.
         axial_row_chunk_size: rows per chunk of the row attention (None: ``chunk_size``).
         axial_col_chunk_size: columns per chunk of the column attention (None: ``chunk_size``).
+        kernels: cuEquivariance's fused kernels for the triangle and axial updates, used for the
+            calls they take (None: ours only).
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class PairTransformLayer(nn.Module):
         axial: bool = False,
         axial_row_chunk_size: int | None = None,
         axial_col_chunk_size: int | None = None,
+        kernels: FusedTriangleKernels | None = None,
     ):
         super().__init__()
         self.updates = nn.ModuleList()
@@ -76,7 +82,9 @@ class PairTransformLayer(nn.Module):
         self.chunk_sizes: list[int | None] = []  # per update
         if triangle_mul:
             for mix, shared in (("outgoing", 1), ("incoming", 2)):
-                self.updates.append(TriangleMultiplication(c_p=c_p, c_hidden=c_hidden_mul, mix=mix))
+                self.updates.append(
+                    TriangleMultiplication(c_p=c_p, c_hidden=c_hidden_mul, mix=mix, kernels=kernels)
+                )
                 self.dropouts.append(SharedDropout(dropout, shared_dim=shared))
                 self.chunk_sizes.append(chunk_size)
         attention = []  # (node, triangle_bias, shared dropout dim, chunk size)
@@ -91,7 +99,7 @@ class PairTransformLayer(nn.Module):
             self.updates.append(
                 TriangleAttention(
                     c_p=c_p, c_hidden=c_hidden_att, n_heads=n_heads_att, node=node,
-                    triangle_bias=bias,
+                    triangle_bias=bias, kernels=kernels,
                 )
             )  # fmt: skip
             self.dropouts.append(SharedDropout(dropout, shared_dim=shared))

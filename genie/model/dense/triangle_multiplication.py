@@ -13,6 +13,9 @@ are stored (5 pair-sized tensors instead of ~12). The operands are projected str
 channel-first layout ``[b, c, i, k]`` that the batched matrix product needs (no transposed copy).
 With ``chunk_size`` the rows are processed in chunks, so an inference pass holds one extra
 pair-sized tensor (the b operand).
+With ``kernels`` (:class:`~genie.model.dense.fused_kernels.FusedTriangleKernels`) a call may run
+cuEquivariance's fused update instead, from the same parameters (:mod:`.fused_kernels`); this
+code stays the reference and the CPU path.
 """
 
 from __future__ import annotations
@@ -22,17 +25,35 @@ from typing import Literal
 import torch
 from torch import nn
 
+from genie.model.dense.fused_kernels import FusedTriangleKernels, multiplication_arguments
 from genie.model.layers.primitives import Linear
 from genie.utils.checkpointing import recompute
 from genie.utils.chunking import chunked
 
 
 class TriangleMultiplication(nn.Module):
-    def __init__(self, *, c_p: int, c_hidden: int, mix: Literal["outgoing", "incoming"]):
+    """Args:
+    c_p: pair channels; c_hidden: channels of the operands a, b.
+    mix: ``outgoing`` (Alg. 11) or ``incoming`` (Alg. 12).
+    kernels: cuEquivariance's fused kernels, used for the calls they take (None: ours only).
+    """
+
+    def __init__(
+        self,
+        *,
+        c_p: int,
+        c_hidden: int,
+        mix: Literal["outgoing", "incoming"],
+        kernels: FusedTriangleKernels | None = None,
+    ):
         super().__init__()
         if mix not in ("outgoing", "incoming"):
             raise ValueError(f"mix must be 'outgoing' or 'incoming', got '{mix}'")
-        self.mix = mix
+        if kernels is not None and kernels.required and c_hidden % 32:
+            raise ValueError(
+                f"the fused multiplicative update needs c_hidden a multiple of 32, got {c_hidden}"
+            )
+        self.mix, self.c_hidden, self.kernels = mix, c_hidden, kernels
         self.norm_in = nn.LayerNorm(c_p)
         self.proj_a = Linear(c_p, 2 * c_hidden)  # value ‖ gate
         self.proj_b = Linear(c_p, 2 * c_hidden)
@@ -61,11 +82,21 @@ class TriangleMultiplication(nn.Module):
         Args:
             z: ``[b, n, n, c_p]`` pair representation.
             pair_mask: ``[b, n, n]`` 1 where both residues are real.
-            chunk_size: rows i per chunk (None = all at once).
+            chunk_size: rows i per chunk (None = all at once). The fused kernel takes all rows
+                at once: a chunked call stays ours unless the kernels are required, and then
+                runs unchunked.
 
         Returns:
             ``[b, n, n, c_p]`` update (add it to z).
         """
+        if self.kernels is not None and self.kernels.takes_multiplication(
+            z, c_hidden=self.c_hidden, chunk_size=chunk_size
+        ):
+            weights = multiplication_arguments(
+                norm_in=self.norm_in, proj_a=self.proj_a, proj_b=self.proj_b, gate=self.gate,
+                norm_out=self.norm_out, out=self.out,
+            )  # fmt: skip
+            return self.kernels.multiplication(z, pair_mask, direction=self.mix, weights=weights)
         zn = self.norm_in(z)  # [b, n, n, c_p], computed once, stored
         zt, mt = zn, pair_mask
         if self.mix == "incoming":
