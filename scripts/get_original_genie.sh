@@ -6,6 +6,8 @@
 #   SOURCE  a local clone of aqlaboratory/genie (bare or not), or a git URL to clone
 #           (default https://github.com/aqlaboratory/genie.git)
 #   COMMIT  the commit to export (default: the one pinned below, the head of main on 2024-04-21)
+#   ORIGINAL_GENIE_DIR (environment) the folder to export into (default .original_genie at the
+#           repository root; it is replaced)
 #
 # Only the Python files that the denoiser and its training/sampling module import are exported:
 # genie/{__init__,config}.py, genie/diffusion/, genie/model/ and five files of genie/utils/ (the
@@ -20,7 +22,7 @@ PINNED_COMMIT=42e4c996d6e0e1f8c4987b2db84f133f66f8ad4c
 SOURCE=${1:-https://github.com/aqlaboratory/genie.git}
 COMMIT=${2:-$PINNED_COMMIT}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-DEST="$ROOT/.original_genie"
+DEST=${ORIGINAL_GENIE_DIR:-$ROOT/.original_genie}
 
 fail() {
 	echo "get_original_genie.sh: error: $*" >&2
@@ -94,6 +96,10 @@ cat >"$TMP/out/source.json" <<EOF
 }
 EOF
 
+if [ -e "$DEST" ] && [ ! -f "$DEST/source.json" ]; then
+	fail "$DEST exists and is not an earlier export (no source.json): remove it or choose another"
+fi
 rm -rf "$DEST"
+mkdir -p "$(dirname "$DEST")"
 mv "$TMP/out" "$DEST"
 echo "exported aqlaboratory/genie $COMMIT ($FILES Python files, $(du -sh "$DEST" | cut -f1)) to $DEST"
