@@ -29,6 +29,10 @@ fail() {
 	exit 2
 }
 
+if [ -e "$DEST" ] && [ ! -f "$DEST/source.json" ]; then
+	fail "$DEST exists and is not an earlier export (no source.json): remove it or choose another"
+fi
+
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
@@ -96,9 +100,6 @@ cat >"$TMP/out/source.json" <<EOF
 }
 EOF
 
-if [ -e "$DEST" ] && [ ! -f "$DEST/source.json" ]; then
-	fail "$DEST exists and is not an earlier export (no source.json): remove it or choose another"
-fi
 rm -rf "$DEST"
 mkdir -p "$(dirname "$DEST")"
 mv "$TMP/out" "$DEST"
