@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report_tables import REFERENCE_SAMPLE_SERIES, reference_rows
+from benchmarks.report_tables import reference_rows, reference_sample_series
 
 
 def _series_points(rows: dict[int, dict[str, Any]], key: str):
@@ -24,6 +24,7 @@ def _draw_panel(
     modes: Sequence[str],
     sources: dict[str, dict[str, dict[int, dict[str, Any]]]],
     lengths: Sequence[int],
+    names: dict[str, str],
 ) -> bool:
     """Draw one log-log panel: a line per (who, mode), OOM as crosses along the top edge.
 
@@ -41,7 +42,7 @@ def _draw_panel(
             if mode not in source:
                 continue
             xs, ys, oom = _series_points(source[mode], key)
-            color, label = colors[(who, mode)], f"{who} {mode}"
+            color, label = colors[(who, mode)], f"{names[who]} {mode}"
             if xs:
                 ax.plot(xs, ys, styles[who], color=color, label=label)
                 drawn = True
@@ -88,15 +89,16 @@ def plot(
     if reference is not None:
         if train_series is not None:
             theirs["train"] = reference_rows(reference, train_series)
-        if REFERENCE_SAMPLE_SERIES in reference["series"]:
-            theirs["sample"] = reference_rows(reference, REFERENCE_SAMPLE_SERIES)
+        if reference_sample_series(reference) in reference["series"]:
+            theirs["sample"] = reference_rows(reference, reference_sample_series(reference))
     sources = {"ours": ours, "reference": theirs}
+    names = {"ours": "ours", "reference": (reference or {}).get("plot_name", "reference")}
     lengths = sorted({L for L, _ in rows})
 
     fig, (ax_mem, ax_time) = plt.subplots(1, 2, figsize=(11, 4.5))
-    if not _draw_panel(ax_mem, "peak_mem_gib", ("train",), sources, lengths):
+    if not _draw_panel(ax_mem, "peak_mem_gib", ("train",), sources, lengths, names):
         ax_mem.text(0.5, 0.5, "memory not measured", ha="center", transform=ax_mem.transAxes)
-    _draw_panel(ax_time, "median_s", ("train", "sample"), sources, lengths)
+    _draw_panel(ax_time, "median_s", ("train", "sample"), sources, lengths, names)
     ax_mem.set_ylabel("peak allocated memory, train step (GiB)")
     ax_time.set_ylabel("median step time (s)")
     fig.suptitle(title)

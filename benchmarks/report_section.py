@@ -57,8 +57,9 @@ def build_section(
     reference: dict[str, Any] | None = None,
     train_series: str | None = None,
     plot_link: str | None = None,
+    notes: str = "",
 ) -> str:
-    """The whole markdown section, markers included."""
+    """The whole markdown section, markers included; ``notes`` (markdown) follow the table."""
     rows = merge_results(runs)
     parts = [
         begin_marker(title),
@@ -66,9 +67,11 @@ def build_section(
         metadata_block(runs, reference, train_series, sources),
         results_table(rows, reference, train_series),
     ]
-    notes = error_notes(rows)
     if notes:
         parts.append(notes)
+    errors = error_notes(rows)
+    if errors:
+        parts.append(errors)
     if plot_link is not None:
         parts.append(f"![{title}: memory and step time against length]({plot_link})")
     parts.append(end_marker(title))

@@ -4,6 +4,12 @@ metadata list and the error notes (``report.py`` puts them into docs/BENCHMARKS.
 Several result files (e.g. one run split over several commands) are merged into one set of rows;
 where two files hold the same (length, mode), the later file wins. The reference's training
 series is the one matching the runs' precision unless one is asked for.
+
+A reference document (``reference_genie_h100.json``, or one that ``report_original.py`` builds from
+the original Genie's rows measured in the same run) holds ``name``, ``source`` and ``series``
+(name -> ``{"results": [rows]}``), and optionally ``label``, the word its table columns start
+with (default ``ref``), ``sample_series``, the series of its sample steps (default
+``sample_fp32``), and ``plot_name``, its name in the plot's legend (default ``reference``).
 """
 
 from __future__ import annotations
@@ -41,6 +47,16 @@ def run_precision(run: dict[str, Any]) -> str:
         return "32"
     precision = str(cfg.get("precision", "32"))
     return "bf16" if precision.startswith("bf16") else "16" if precision.startswith("16") else "32"
+
+
+def reference_label(reference: dict[str, Any]) -> str:
+    """The word the reference's columns start with: ``ref`` unless the document names one."""
+    return reference.get("label", "ref")
+
+
+def reference_sample_series(reference: dict[str, Any]) -> str:
+    """The name of the reference's sample-step series."""
+    return reference.get("sample_series", REFERENCE_SAMPLE_SERIES)
 
 
 def reference_rows(reference: dict[str, Any], series: str) -> dict[int, dict[str, Any]]:
@@ -89,14 +105,16 @@ def cell(row: dict[str, Any] | None, key: str, fmt: str) -> str:
     return "n/a" if value is None else format(value, fmt)
 
 
-def ratio(ours: dict[str, Any] | None, ref: dict[str, Any] | None, key: str) -> str:
+def ratio(
+    ours: dict[str, Any] | None, ref: dict[str, Any] | None, key: str, label: str = "ref"
+) -> str:
     """Our value over the reference's, e.g. ``0.45×``; says which side ran out of memory."""
     mine, theirs = _status(ours), _status(ref)
     if mine == "ok" and theirs == "ok":
         a, b = ours.get(key), ref.get(key)
         return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}×"
     if mine == "ok" and theirs == "OOM":
-        return "ref OOM"
+        return f"{label} OOM"
     if mine == "OOM" and theirs == "ok":
         return "OOM"
     return "—"
@@ -125,19 +143,21 @@ def results_table(
     ]
     ref_train: dict[int, dict[str, Any]] = {}
     ref_sample: dict[int, dict[str, Any]] = {}
+    label = "ref"
     if reference is not None:
+        label = reference_label(reference)
         header += [
-            "ref train mem (GiB)",
-            "ref train step (s)",
-            "mem ours/ref",
-            "time ours/ref",
-            "ref sample step (s)",
-            "sample time ours/ref",
+            f"{label} train mem (GiB)",
+            f"{label} train step (s)",
+            f"mem ours/{label}",
+            f"time ours/{label}",
+            f"{label} sample step (s)",
+            f"sample time ours/{label}",
         ]
         if train_series is not None:
             ref_train = reference_rows(reference, train_series)
-        if REFERENCE_SAMPLE_SERIES in reference["series"]:
-            ref_sample = reference_rows(reference, REFERENCE_SAMPLE_SERIES)
+        if reference_sample_series(reference) in reference["series"]:
+            ref_sample = reference_rows(reference, reference_sample_series(reference))
     body = []
     for length in sorted({length for length, _ in rows}):
         train, sample = rows.get((length, "train")), rows.get((length, "sample"))
@@ -154,10 +174,10 @@ def results_table(
             line += [
                 cell(rt, "peak_mem_gib", ".2f"),
                 cell(rt, "median_s", "#.3g"),
-                ratio(train, rt, "peak_mem_gib"),
-                ratio(train, rt, "median_s"),
+                ratio(train, rt, "peak_mem_gib", label),
+                ratio(train, rt, "median_s", label),
                 cell(rs, "median_s", "#.3g"),
-                ratio(sample, rs, "median_s"),
+                ratio(sample, rs, "median_s", label),
             ]
         body.append(line)
     return _table(header, body)
@@ -216,7 +236,7 @@ def metadata_block(
         lines.append(
             f"- **Reference:** {reference.get('name', 'reference')} — {reference['source']}; "
             f"training series `{train_series or 'none'}`, sampling series "
-            f"`{REFERENCE_SAMPLE_SERIES}`"
+            f"`{reference_sample_series(reference)}`"
         )
     lines.append("- **Command:**")
     lines.append("")
