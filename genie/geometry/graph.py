@@ -198,7 +198,7 @@ def gather_edges(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
 
 class _SelectRows(torch.autograd.Function):
     """``flat.index_select(0, idx)`` whose backward accumulates in fp32 when ``flat`` is bf16 or
-    fp16 (else in its own dtype): atomic adds of bf16/fp16 are emulated on CUDA and were 70 % of a stage 3 V2
+    fp16 (else in its own dtype): CUDA's bf16/fp16 atomic adds were 70 % of a stage 3 V2
     training step's GPU time at L = 1,024 (docs/BENCHMARKS.md); fp32 ones are native (and the
     ~k gradients summed per edge lose no precision)."""
 
