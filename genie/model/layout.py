@@ -62,8 +62,9 @@ class SequenceLayout:
         every residue (the whole chain's numbering)."""
         return values if axis == "row" else self.gather(values)
 
-    def own_edge_ids(self, ids: torch.Tensor, k: int) -> torch.Tensor:
-        """Edge ids of own residues (whole-chain numbering, −1 allowed) in local numbering."""
+    def own_edge_ids(self, ids: torch.Tensor, *, n: int, k: int) -> torch.Tensor:
+        """Ids of own residues' edges on the graph of an ``n``-residue chain with ``k`` slots
+        (whole-chain numbering i·k + s, −1 allowed) in the numbering of the local edges."""
         return ids
 
     def knn_graph(

@@ -61,7 +61,8 @@ def over_lists(
     def chunk(ids: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             third = graph.third_edges(axis, ids)  # [b, ci, L, L]
-        return fn(layout.own_edge_ids(ids, graph.k) if axis == "row" else ids, third)
+        keys = layout.own_edge_ids(ids, n=graph.n, k=graph.k) if axis == "row" else ids
+        return fn(keys, third)
 
     pieces = [recompute(chunk, lists[:, s : s + step]) for s in range(0, n, step)]
     out = torch.cat(pieces, dim=1)  # [b, n, L, c]
