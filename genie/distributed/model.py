@@ -20,8 +20,8 @@ from collections.abc import Iterator
 
 from torch import nn
 
-from genie.model.dense.encoder import DensePairEncoder
 from genie.model.denoiser import GenieDenoiser
+from genie.model.dense.encoder import DensePairEncoder
 from genie.model.factor.triangle import FactorTriangleAttention, FactorTriangleMultiplication
 from genie.model.layout import WHOLE_CHAIN, SequenceLayout, set_sequence_layout
 from genie.model.structure.ipa import InvariantPointAttention
