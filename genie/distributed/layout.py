@@ -71,6 +71,12 @@ class SequenceShards(SequenceLayout):
             x.contiguous(), "sum", dim % x.dim(), self.group
         )
 
+    def sum(self, x: torch.Tensor) -> torch.Tensor:
+        if self.num_shards == 1:
+            return x
+        # Gather then add, in rank order on every process: the same bits everywhere.
+        return self.gather(x.unsqueeze(0), dim=0).sum(0)
+
     def own_edge_ids(self, ids: torch.Tensor, *, n: int, k: int) -> torch.Tensor:
         if self.num_shards == 1:
             return ids

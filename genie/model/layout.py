@@ -12,6 +12,7 @@ keys of all residues) or draws per-residue randomness does it through its ``sequ
     layout.local(x)            whole chain [b, n, *] -> this process's rows [b, m, *]
     layout.reduce_scatter(x)   per-process partial sums [b, n, *] -> rows [b, m, *] of their sum
     layout.own(n)              this process's rows of an n-residue axis (a slice)
+    layout.sum(x)              the sum over processes of their shares x
 
 :class:`SequenceLayout` itself holds the whole chain in one process: every method is the
 identity, so the denoiser computes exactly what it computes without this seam. Sequence
@@ -54,6 +55,11 @@ class SequenceLayout:
     def reduce_scatter(self, x: torch.Tensor, dim: int = 1) -> torch.Tensor:
         """This process's rows of the sum over processes of ``x`` (each spans the whole chain
         along ``dim``; autograd: the gradient is gathered back)."""
+        return x
+
+    def sum(self, x: torch.Tensor) -> torch.Tensor:
+        """The sum over processes of each process's ``x`` (its share of a total), the same on
+        every process (autograd: every share receives the total's gradient)."""
         return x
 
     def list_values(self, values: torch.Tensor, axis: str) -> torch.Tensor:
