@@ -48,6 +48,16 @@ class GenieModule(SequenceParallel, pl.LightningModule):
         self.model = build_denoiser(config) if model is None else model
         self.schedule = build_schedule(config)
 
+    def configure_model(self) -> None:
+        """Sequence parallelism: Lightning's ``ModelParallelStrategy`` gives the module its data ×
+        sequence device mesh; the denoiser is sharded over the sequence dimension and replicated
+        over every process (:func:`genie.training.sequence_parallel.parallelize`). Other
+        strategies give no mesh: nothing to do."""
+        if self.device_mesh is not None:
+            from genie.training.sequence_parallel import parallelize  # imports Lightning's
+
+            parallelize(self, self.device_mesh)
+
     def on_fit_start(self) -> None:
         """Record the model size (logged once by the builder) in TensorBoard: distinct trainable
         parameters (weights shared between layers by ``useModelCompression`` count once) as the
@@ -110,7 +120,9 @@ class GenieModule(SequenceParallel, pl.LightningModule):
             )
         size = batch["coords"].shape[0]
         self._log_terms("train", terms, size=size, on_step=True, on_epoch=True)
-        return terms.objective
+        # DDP averages gradients over all processes; × the shards, that is the sum over a
+        # chain's shards (genie.training.sequence_parallel). One process: the loss itself.
+        return terms.objective * self.sequence_layout.num_shards
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         # The same timesteps and noise at every validation pass, so epochs are comparable.
