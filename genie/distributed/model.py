@@ -23,7 +23,7 @@ from torch import nn
 from genie.model.denoiser import GenieDenoiser
 from genie.model.dense.encoder import DensePairEncoder
 from genie.model.factor.triangle import FactorTriangleAttention, FactorTriangleMultiplication
-from genie.model.layout import WHOLE_CHAIN, SequenceLayout, set_sequence_layout
+from genie.model.layout import SequenceLayout, set_sequence_layout, using_layout
 from genie.model.structure.ipa import InvariantPointAttention
 from genie.utils.errors import UserInputError
 
@@ -66,9 +66,7 @@ def shard_model(model: GenieDenoiser, layout: SequenceLayout) -> GenieDenoiser:
 
 @contextlib.contextmanager
 def sequence_parallel(model: GenieDenoiser, layout: SequenceLayout) -> Iterator[GenieDenoiser]:
-    """``model`` on ``layout`` inside the block, on the whole chain again after it."""
-    shard_model(model, layout)
-    try:
+    """``model`` on ``layout`` inside the block, on its previous layout again after it."""
+    check_shardable(model)
+    with using_layout(model, layout):
         yield model
-    finally:
-        set_sequence_layout(model, WHOLE_CHAIN)

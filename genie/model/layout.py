@@ -18,10 +18,13 @@ keys of all residues) or draws per-residue randomness does it through its ``sequ
 identity, so the denoiser computes exactly what it computes without this seam. Sequence
 parallelism (:class:`genie.distributed.SequenceShards`, docs/SEQUENCE_PARALLEL.md) replaces it
 with contiguous residue shards over a process group; :func:`set_sequence_layout` installs a
-layout on every :class:`SequenceParallel` part of a model.
+layout on every :class:`SequenceParallel` part of a model (:func:`using_layout` for a block).
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -105,3 +108,17 @@ def set_sequence_layout(model: nn.Module, layout: SequenceLayout) -> None:
     for module in model.modules():
         if isinstance(module, SequenceParallel):
             module.sequence_layout = layout
+
+
+@contextlib.contextmanager
+def using_layout(model: nn.Module, layout: SequenceLayout) -> Iterator[nn.Module]:
+    """``model`` on ``layout`` inside the block; every part's own layout again after it (e.g.
+    the whole chain for a sampling round on one process of a sharded training run, whose weights
+    every process holds)."""
+    previous = [(m, m.sequence_layout) for m in model.modules() if isinstance(m, SequenceParallel)]
+    set_sequence_layout(model, layout)
+    try:
+        yield model
+    finally:
+        for module, own in previous:
+            module.sequence_layout = own

@@ -18,11 +18,13 @@ from genie.training.sequence_parallel import sequence_parallel_strategy
 
 SHARDS = 2
 # Dropout on; 3 optimiser steps of 4 chains cropped to 28 residues (a multiple of the shards,
-# so the sharded dropout masks are the unsharded ones: docs/SEQUENCE_PARALLEL.md).
+# so the sharded dropout masks are the unsharded ones: docs/SEQUENCE_PARALLEL.md); a round of
+# sample pictures (rank zero alone, on the whole chain).
 RUN = [*SPARSE_TINY, "useSparseKNN=True", "useFlashMode=True", "useLocalEdgeBias=True",
        "useSpatialBias=True", "knnStrategy=hybrid", "useMHCLoss=True", "numEpochs=1",
        "batchSize=4", "datasetSize=12", "maximumNumResidues=28", "triangularDropout=0.25",
-       "ipaDropout=0.1", "validationFraction=0.25"]  # fmt: skip
+       "ipaDropout=0.1", "validationFraction=0.25", "logSamplesEveryEpochs=1",
+       "logSamplesCount=1", "logSamplesLength=16", "logSamplesSkipSteps=50"]  # fmt: skip
 
 
 def run_config(folder):
