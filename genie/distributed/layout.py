@@ -23,6 +23,15 @@ from genie.distributed.sharding import shard_bounds
 from genie.geometry.graph import KnnGraph
 from genie.model.layout import SequenceLayout
 
+# torch ≥ 2.13 names the autograd-aware collectives *_single_autograd (and deprecates the older
+# *_tensor_autograd names, the only ones of torch 2.4 to 2.12).
+_all_gather = (
+    getattr(funcol, "all_gather_single_autograd", None) or funcol.all_gather_tensor_autograd
+)
+_reduce_scatter = (
+    getattr(funcol, "reduce_scatter_single_autograd", None) or funcol.reduce_scatter_tensor_autograd
+)
+
 
 class SequenceShards(SequenceLayout):
     """This process's contiguous shard of every chain, one shard per process of ``group``
@@ -62,14 +71,12 @@ class SequenceShards(SequenceLayout):
     def gather(self, x: torch.Tensor, dim: int = 1) -> torch.Tensor:
         if self.num_shards == 1:
             return x
-        return funcol.all_gather_single_autograd(x.contiguous(), dim % x.dim(), self.group)
+        return _all_gather(x.contiguous(), dim % x.dim(), self.group)
 
     def reduce_scatter(self, x: torch.Tensor, dim: int = 1) -> torch.Tensor:
         if self.num_shards == 1:
             return x
-        return funcol.reduce_scatter_single_autograd(
-            x.contiguous(), "sum", dim % x.dim(), self.group
-        )
+        return _reduce_scatter(x.contiguous(), "sum", dim % x.dim(), self.group)
 
     def sum(self, x: torch.Tensor) -> torch.Tensor:
         if self.num_shards == 1:
