@@ -86,7 +86,9 @@ def forward_backward(rank: int, world: int) -> dict[str, Any]:
     from genie.distributed import SequenceShards, pad_residues, padded_length, sequence_parallel
 
     layout = SequenceShards(dist.group.WORLD)
-    x, t, mask = denoiser_batch(n=LENGTH, b=2, seed=3, pad_last=PADDED)
+    # chain 0: 13 residues, the last shard holds padding too; chain 1: 3 residues, the last
+    # shard holds padding only
+    x, t, mask = denoiser_batch(n=LENGTH, b=2, seed=3, pad_last=LENGTH - 3)
     weights = torch.randn(x.shape, generator=torch.Generator().manual_seed(4), dtype=x.dtype)
     n = padded_length(LENGTH, world)
     own = layout.own(n)

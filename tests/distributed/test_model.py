@@ -1,8 +1,8 @@
 """A denoiser on sequence shards computes what it computes on the whole chain: outputs, every
 parameter gradient (summed over the shards) and input gradients, in float64, for the stage 3 V2,
-stage 4 and mHC + FlashIPA models, on chains of 13 residues (not a multiple of the shards) with
-padding; dropout masks too. One shard is the unsharded model exactly; models that cannot be
-sharded are refused."""
+stage 4 and mHC + FlashIPA models, on a chain of 13 residues (not a multiple of the shards) and
+one of 3 (a shard of padding only); dropout masks too. One shard is the unsharded model exactly;
+models that cannot be sharded are refused."""
 
 from __future__ import annotations
 
