@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.strategies import ParallelStrategy
 from torch.utils.data import DataLoader
 
 from genie.data.clusters import cluster_sequences
@@ -234,9 +235,14 @@ class CaDataModule(pl.LightningDataModule):
                 dataset.set_max_length(max_length)
 
     def _replicas(self) -> tuple[int, int]:
+        """``(num_replicas, rank)`` of the data: the strategy's data-parallel ranks (under
+        sequence parallelism the processes of a sequence group read the same batches)."""
         trainer = getattr(self, "trainer", None)
         if trainer is None:
             return 1, 0
+        if isinstance(trainer.strategy, ParallelStrategy):
+            kwargs = trainer.strategy.distributed_sampler_kwargs
+            return int(kwargs["num_replicas"]), int(kwargs["rank"])
         return int(trainer.world_size), int(trainer.global_rank)
 
     @property

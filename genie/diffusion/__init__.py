@@ -2,6 +2,7 @@
 
 from genie.diffusion.distance_loss import (
     DEFAULT_CUTOFFS,
+    distance_error_sums,
     distance_errors,
     multiscale_distance_loss,
     per_chain_distance_loss,
@@ -13,6 +14,7 @@ __all__ = [
     "DEFAULT_CUTOFFS",
     "DiffusionSchedule",
     "cosine_alpha_bar",
+    "distance_error_sums",
     "distance_errors",
     "multiscale_distance_loss",
     "noise_loss",

@@ -81,6 +81,54 @@ def _row_block_sums(
     return torch.stack(sums, dim=-1), torch.stack(counts, dim=-1)  # [b, s], [b, s]
 
 
+def distance_error_sums(
+    x_pred: torch.Tensor,
+    x_true: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    cutoffs: Sequence[float] = DEFAULT_CUTOFFS,
+    rows: slice | None = None,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ |d̂_ij − d_ij| and the number of pairs, per chain and scale, over the pairs i ≠ j of real
+    residues whose true distance is below each cut-off, for the rows i in ``rows`` (default all;
+    j ranges over every residue). Under sequence parallelism each process sums its own rows.
+
+    Args: those of :func:`distance_errors`, and ``rows``: a range of rows i (``[start, stop)``).
+
+    Returns:
+        ``([b, s], [b, s])`` fp32: error sums (Å) and pair counts.
+    """
+    if x_pred.shape != x_true.shape or x_pred.shape[-1] != 3 or mask.shape != x_pred.shape[:2]:
+        raise ValueError(
+            f"expected x_pred, x_true [b, n, 3] and mask [b, n], got {tuple(x_pred.shape)}, "
+            f"{tuple(x_true.shape)}, {tuple(mask.shape)}"
+        )
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+    cutoffs = tuple(float(c) for c in cutoffs)
+    if not cutoffs:
+        raise ValueError("give at least one cut-off")
+    with torch.autocast(device_type=x_pred.device.type, enabled=False):
+        real = mask[..., None] > 0  # [b, n, 1]
+        x_pred = torch.where(real, x_pred.float(), 0.0)  # [b, n, 3]
+        x_true = torch.where(real, x_true.float(), 0.0)  # [b, n, 3]
+        mask = real[..., 0].float()  # [b, n]
+        rows = slice(0, x_pred.shape[1]) if rows is None else rows
+        span = rows.stop - rows.start
+        step = max(1, span if chunk_size is None else min(chunk_size, span))
+        sums = counts = x_pred.new_zeros(x_pred.shape[0], len(cutoffs))  # [b, s]
+        for start in range(rows.start, rows.stop, step):
+            stop = min(start + step, rows.stop)
+            block = (
+                _row_block_sums(x_pred, x_true, mask, start, stop, cutoffs)
+                if chunk_size is None
+                else _recomputed_block(x_pred, x_true, mask, start, stop, cutoffs)
+            )
+            sums, counts = sums + block[0], counts + block[1]  # [b, s]
+        return sums, counts
+
+
 def distance_errors(
     x_pred: torch.Tensor,
     x_true: torch.Tensor,
@@ -103,36 +151,8 @@ def distance_errors(
         ``[b, s]`` mean |d̂_ij − d_ij| (Å) over the pairs i ≠ j of real residues whose true
         distance is below each cut-off; 0 where a chain has no such pair.
     """
-    if x_pred.shape != x_true.shape or x_pred.shape[-1] != 3 or mask.shape != x_pred.shape[:2]:
-        raise ValueError(
-            f"expected x_pred, x_true [b, n, 3] and mask [b, n], got {tuple(x_pred.shape)}, "
-            f"{tuple(x_true.shape)}, {tuple(mask.shape)}"
-        )
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
-    cutoffs = tuple(float(c) for c in cutoffs)
-    if not cutoffs:
-        raise ValueError("give at least one cut-off")
-    with torch.autocast(device_type=x_pred.device.type, enabled=False):
-        real = mask[..., None] > 0  # [b, n, 1]
-        x_pred = torch.where(real, x_pred.float(), 0.0)  # [b, n, 3]
-        x_true = torch.where(real, x_true.float(), 0.0)  # [b, n, 3]
-        mask = real[..., 0].float()  # [b, n]
-        n = x_pred.shape[1]
-        step = n if chunk_size is None else min(chunk_size, n)
-        sums = counts = None
-        for start in range(0, n, step):
-            stop = min(start + step, n)
-            block = (
-                _row_block_sums(x_pred, x_true, mask, start, stop, cutoffs)
-                if chunk_size is None
-                else _recomputed_block(x_pred, x_true, mask, start, stop, cutoffs)
-            )
-            sums = block[0] if sums is None else sums + block[0]  # [b, s]
-            counts = block[1] if counts is None else counts + block[1]  # [b, s]
-        if sums is None:  # n = 0
-            return x_pred.new_zeros(x_pred.shape[0], len(cutoffs))
-        return sums / counts.clamp_min(1.0)  # [b, s]
+    sums, counts = distance_error_sums(x_pred, x_true, mask, cutoffs=cutoffs, chunk_size=chunk_size)
+    return sums / counts.clamp_min(1.0)  # [b, s]
 
 
 def _recomputed_block(x_pred, x_true, mask, start, stop, cutoffs):

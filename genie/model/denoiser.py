@@ -8,6 +8,10 @@
 ε̂ rotates with x_t and ignores global translations (frames are equivariant, every feature is
 invariant). Coordinates are centred per chain before the frames are built (exact, since IPA is
 translation-invariant, and it keeps the expanded point distances small).
+
+Under sequence parallelism (:mod:`genie.model.layout`) every tensor argument holds this process's
+residues; the centre, the frames and the k-NN graph are computed from the whole chain's trace
+(gathered: three numbers per residue), the graph is the whole chain's.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from genie.geometry.frames import frenet_serret_frames
 from genie.geometry.graph import KnnGraph
 from genie.model.encoder import PairEncoder
 from genie.model.layers.single_features import SingleFeatureNet
+from genie.model.layout import SequenceParallel
 from genie.model.structure.stack import StructureNet
 
 
-class GenieDenoiser(nn.Module):
+class GenieDenoiser(SequenceParallel, nn.Module):
     """Wires the three stages it is given; :func:`genie.model.build.build_denoiser` makes them
     from a config."""
 
@@ -57,7 +62,8 @@ class GenieDenoiser(nn.Module):
         """The k-NN graph the model would build for ``coords [b, n, 3]`` Å, ``mask [b, n]``
         (and ``residue_index [b, n]``, default 0..n-1), to pass as ``graph=`` to later calls;
         None for models without a graph."""
-        return self.pair_encoder.build_graph(coords, mask, _residue_index(coords, residue_index))
+        residue_index = self._residue_index(coords, residue_index)
+        return self.pair_encoder.build_graph(coords, mask, residue_index)
 
     def forward(
         self,
@@ -81,21 +87,25 @@ class GenieDenoiser(nn.Module):
         Returns:
             ``[b, n, 3]`` predicted noise ε̂ (zero at padding).
         """
+        layout = self.sequence_layout
         mask = mask.to(coords.dtype)
-        residue_index = _residue_index(coords, residue_index)
-        centre = (coords * mask[..., None]).sum(1, keepdim=True) / mask.sum(1)[:, None, None]
-        x = (coords - centre) * mask[..., None]  # [b, n, 3], centred
+        residue_index = self._residue_index(coords, residue_index)
+        chain, real = layout.gather(coords), layout.gather(mask)  # the whole chain's trace
+        centre = (chain * real[..., None]).sum(1, keepdim=True) / real.sum(1)[:, None, None]
+        chain = (chain - centre) * real[..., None]  # [b, n, 3], centred
+        x = layout.local(chain)
 
         s = self.single_features(residue_index, timesteps, mask)  # [b, n, c_s]
         s, pair = self.pair_encoder(s, x, residue_index, mask, graph=graph)
-        frames = frenet_serret_frames(x, mask)
+        frames = frenet_serret_frames(chain, real)[:, layout.own(chain.shape[1])]
         frames = self.structure(s, pair, frames, mask)
         return (x - frames.trans) * mask[..., None]
 
-
-def _residue_index(coords: torch.Tensor, residue_index: torch.Tensor | None) -> torch.Tensor:
-    """``residue_index``, or 0..n-1 for every chain of ``coords [b, n, 3]``."""
-    if residue_index is not None:
-        return residue_index
-    b, n, _ = coords.shape
-    return torch.arange(n, device=coords.device).expand(b, n)
+    def _residue_index(self, coords: torch.Tensor, residue_index: torch.Tensor | None):
+        """``residue_index``, or the positions 0..n-1 in the chain of ``coords [b, n, 3]``."""
+        if residue_index is not None:
+            return residue_index
+        b, m, _ = coords.shape
+        n = self.sequence_layout.full_length(m)
+        positions = torch.arange(n, device=coords.device)[self.sequence_layout.own(n)]
+        return positions.expand(b, m)

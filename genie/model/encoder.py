@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from genie.geometry.graph import KnnGraph, build_knn_graph
+from genie.geometry.graph import KnnGraph
+from genie.model.layout import SequenceParallel
 from genie.model.representations import PairRepresentation
 
 
@@ -32,7 +33,7 @@ class GraphOptions:
     chunk_size: int | None
 
 
-class PairEncoder(nn.Module, abc.ABC):
+class PairEncoder(SequenceParallel, nn.Module, abc.ABC):
     """Base of the pair encoders; subclasses implement :meth:`encode`.
 
     Args:
@@ -55,8 +56,9 @@ class PairEncoder(nn.Module, abc.ABC):
         opt = self.graph_options
         if opt is None:
             return None
-        return build_knn_graph(coords, mask, residue_index, k=opt.k, strategy=opt.strategy,
-                               chunk_size=opt.chunk_size)  # fmt: skip
+        return self.sequence_layout.knn_graph(
+            coords, mask, residue_index, k=opt.k, strategy=opt.strategy, chunk_size=opt.chunk_size
+        )
 
     def forward(
         self, s: Tensor, x: Tensor, residue_index: Tensor, mask: Tensor, *,
@@ -78,7 +80,7 @@ class PairEncoder(nn.Module, abc.ABC):
         elif not self.uses_graph:
             raise ValueError(f"{type(self).__name__} takes no k-NN graph (its build_graph "
                              "returns None)")  # fmt: skip
-        elif graph.index.shape[:2] != x.shape[:2]:
+        elif (graph.b, graph.n) != (x.shape[0], self.sequence_layout.full_length(x.shape[1])):
             raise ValueError(f"graph of {tuple(graph.index.shape[:2])} residues for a trace of "
                              f"{tuple(x.shape[:2])}")  # fmt: skip
         return self.encode(s, x, residue_index, mask, graph)

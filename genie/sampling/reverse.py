@@ -41,6 +41,24 @@ class Denoiser(Protocol):
         ...
 
 
+class Chains(Protocol):
+    """The chains of one batch (:class:`~genie.sampling.chains.ChainBatch`, or its shard under
+    sequence parallelism, :class:`genie.distributed.sampling.ShardedChains`)."""
+
+    lengths: list[int]  # residues of each chain
+    mask: torch.Tensor  # [b, n] of the residues this loop updates
+
+    def __len__(self) -> int: ...
+
+    def normal(self) -> torch.Tensor:
+        """The next standard normal draw of every chain, ``[b, n, 3]`` (zero at padding)."""
+        ...
+
+    def split(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``x [b, n, 3]`` -> one float32 CPU tensor ``[n_i, 3]`` per chain."""
+        ...
+
+
 class ReverseSampler(Protocol):
     """What the loop needs from a sampler."""
 
@@ -92,7 +110,7 @@ def step_pairs(timesteps: Sequence[int]) -> list[tuple[int, int]]:
 def reverse_process(
     model: Denoiser,
     sampler: ReverseSampler,
-    chains: ChainBatch,
+    chains: Chains,
     *,
     knn_update_frequency: int = 1,
     clear_cache_every: int = 0,
@@ -137,9 +155,9 @@ def reverse_process(
         done = i + 1
         if trajectory_every and (len(pairs) - done) % trajectory_every == 0:
             frame_timesteps.append(t_prev)
-            for c, frames in enumerate(trajectories):
-                if keep[c]:
-                    frames.append(x[c, : chains.lengths[c]].float().cpu())
+            for frames, kept, coords in zip(trajectories, keep, chains.split(x), strict=True):
+                if kept:
+                    frames.append(coords)
         if clear_cache_every and x.is_cuda and done % clear_cache_every == 0:
             torch.cuda.empty_cache()
         if on_step is not None:

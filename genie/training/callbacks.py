@@ -8,18 +8,21 @@ import time
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.strategies import ParallelStrategy
 
 
 class EpochSeedCallback(pl.Callback):
     """Reseed every RNG (Python, NumPy, torch CPU and CUDA) right before the first batch of each
-    training epoch, from (seed, epoch, rank).
+    training epoch, from (seed, epoch, data-parallel rank).
 
     Lightning does not checkpoint RNG states, and storing them is not enough: between a
     checkpoint write and the next batch, Lightning consumes random numbers in different amounts
     in a continued and in a resumed run (data-loader set-up, sanity checks). Making each epoch's
     random stream a function of (seed, epoch, rank) makes resuming from an epoch-end checkpoint
     exact (same timesteps, noise and dropout masks as the uninterrupted run) with nothing extra
-    to store, and gives every rank its own stream.
+    to store, and gives every rank its own stream. The processes of a sequence group (sequence
+    parallelism: one data-parallel rank) share one stream: they must draw the same timesteps,
+    noise and dropout masks of their chains.
     """
 
     def __init__(self, seed: int) -> None:
@@ -28,7 +31,10 @@ class EpochSeedCallback(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if batch_idx != 0:
             return
-        state = np.random.SeedSequence([self.seed, trainer.current_epoch, trainer.global_rank])
+        rank = trainer.global_rank
+        if isinstance(trainer.strategy, ParallelStrategy):
+            rank = trainer.strategy.distributed_sampler_kwargs["rank"]  # the data's rank
+        state = np.random.SeedSequence([self.seed, trainer.current_epoch, rank])
         seed = int(state.generate_state(1)[0])
         random.seed(seed)
         np.random.seed(seed)

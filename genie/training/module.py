@@ -7,8 +7,9 @@ model with no other file and loads with ``torch.load(..., weights_only=True)``; 
 a checksum of the weights (``genie_checksum``, :func:`genie.checkpoint.checksum_entry`), verified
 by the one checkpoint reader, :func:`genie.checkpoint.load_checkpoint_file`.
 
-Losses are computed in fp32 whatever the autocast state: the model's ε̂ is upcast before any
-loss arithmetic (the pairwise distance loss also disables autocast for its distances).
+Losses (:mod:`genie.training.objective`) are computed in fp32 whatever the autocast state: the
+model's ε̂ is upcast before any loss arithmetic (the pairwise distance loss also disables autocast
+for its distances).
 """
 
 from __future__ import annotations
@@ -23,33 +24,19 @@ import torch
 
 from genie.checkpoint import CHECKSUM_KEY, checksum_entry, read_checkpoint
 from genie.config import GenieConfig, config_from_dict
-from genie.diffusion import (
-    DEFAULT_CUTOFFS,
-    noise_loss,
-    per_chain_distance_loss,
-    per_chain_loss,
-)
+from genie.diffusion import DEFAULT_CUTOFFS
 from genie.model.build import build_denoiser, build_schedule
 from genie.model.compiled import CompiledDenoiser
 from genie.model.denoiser import GenieDenoiser
+from genie.model.layout import SequenceParallel
+from genie.training.objective import DistanceLoss, LossTerms, denoising_losses
 from genie.utils.runtime import resolve_compile_mode
 
 log = logging.getLogger(__name__)
 T_BUCKETS = 4  # validation loss is also logged per quarter of the timestep range
 
 
-@dataclasses.dataclass
-class LossTerms:
-    """The terms of one loss evaluation (fp32)."""
-
-    total: torch.Tensor  # scalar: noise + distance
-    noise: torch.Tensor  # scalar: the denoising loss (mean over the real residues of the batch)
-    distance: torch.Tensor | None  # scalar: ᾱ_t-weighted multi-scale distance loss (useMHCLoss)
-    per_chain: torch.Tensor  # [b] total per chain (for the per-t validation buckets)
-    t: torch.Tensor  # [b] timesteps drawn
-
-
-class GenieModule(pl.LightningModule):
+class GenieModule(SequenceParallel, pl.LightningModule):
     def __init__(self, config: GenieConfig | dict[str, Any], *, model: GenieDenoiser | None = None):
         """
         Args:
@@ -81,6 +68,16 @@ class GenieModule(pl.LightningModule):
             return self._compiled(*args, **kwargs)
         return self.model(*args, **kwargs)
 
+    def configure_model(self) -> None:
+        """Sequence parallelism: Lightning's ``ModelParallelStrategy`` gives the module its data ×
+        sequence device mesh; the denoiser is sharded over the sequence dimension and replicated
+        over every process (:func:`genie.training.sequence_parallel.parallelize`). Other
+        strategies give no mesh: nothing to do."""
+        if self.device_mesh is not None:
+            from genie.training.sequence_parallel import parallelize  # imports Lightning's
+
+            parallelize(self, self.device_mesh)
+
     def on_fit_start(self) -> None:
         """Record the model size (logged once by the builder) in TensorBoard: distinct trainable
         parameters (weights shared between layers by ``useModelCompression`` count once) as the
@@ -104,58 +101,26 @@ class GenieModule(pl.LightningModule):
     def compute_loss(
         self, batch: dict[str, Any], *, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Noise the batch at random timesteps and score the prediction (scalar, fp32)."""
-        return self._losses(batch, generator=generator).total
+        """Noise the batch at random timesteps and score the prediction (scalar, fp32; on
+        sequence shards this process's share of it, whose gradients sum to the loss's)."""
+        return self._losses(batch, generator=generator).objective
 
     def _losses(
         self, batch: dict[str, Any], *, generator: torch.Generator | None = None
     ) -> LossTerms:
-        """Draw t and ε, predict ε̂ from x_t and score it.
-
-        The noise loss compares ε̂ with ε (``lossType``). With ``useMHCLoss`` the multi-scale
-        distance loss (:mod:`genie.diffusion.distance_loss`) scores the predicted clean structure
-
-            x̂0 = (x_t − √(1−ᾱ_t) ε̂) / √ᾱ_t
-
-        against x0, weighted per chain by ᾱ_t. DISCREPANCY (deliberate): the weight is ours, not
-        part of the loss's definition. x̂0 amplifies the error of ε̂ by √(1−ᾱ_t)/√ᾱ_t, about
-        600× at t = T for the cosine schedule, so unweighted high-noise steps would dominate
-        the loss and its gradients. With the weight ᾱ_t, the gradient of the distance term with
-        respect to ε̂ is scaled by √(ᾱ_t(1−ᾱ_t)) ≤ ½: the term acts mostly at low noise, where
-        x̂0 is a meaningful structure. The chain weights are not renormalised (see
-        :func:`~genie.diffusion.distance_loss.multiscale_distance_loss`).
-        """
+        """Draw t and ε, predict ε̂ from x_t and score it (:mod:`genie.training.objective`:
+        ``lossType``; the ᾱ_t-weighted multi-scale distance loss with ``useMHCLoss``), on the
+        model's sequence layout."""
         cfg = self.config
-        x0, mask = batch["coords"], batch["mask"]  # [b, n, 3] Å, [b, n]
-        t = self.schedule.sample_timesteps(x0.shape[0], device=x0.device, generator=generator)
-        noise = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
-        noise = noise * mask[..., None]  # [b, n, 3]
-        x_t = self.schedule.add_noise(x0, t, noise)  # [b, n, 3]
-        eps_hat = self.denoise(x_t, t, mask, batch.get("residue_index")).float()  # [b, n, 3]
-        noise_term = noise_loss(eps_hat, noise, mask, kind=cfg.lossType)
-        per_chain = per_chain_loss(eps_hat, noise, mask, kind=cfg.lossType)  # [b]
-        if not cfg.useMHCLoss:
-            return LossTerms(noise_term, noise_term, None, per_chain, t)
-        alpha_bar = self.schedule.alpha_bar[t]  # [b]
-        ab = alpha_bar[:, None, None]  # [b, 1, 1]
-        x0_hat = (x_t.float() - (1 - ab).sqrt() * eps_hat) / ab.sqrt()  # [b, n, 3] Å
-        scales = cfg.mhcNumScales
-        distance_per_chain = alpha_bar * per_chain_distance_loss(
-            x0_hat,
-            x0,
-            mask,
-            weights=cfg.mhcWeights[:scales],
-            cutoffs=DEFAULT_CUTOFFS[:scales],
-            chunk_size=self.loss_chunk_size,
-        )  # [b]
-        distance_term = distance_per_chain.mean()
-        return LossTerms(
-            noise_term + distance_term,
-            noise_term,
-            distance_term,
-            per_chain + distance_per_chain,
-            t,
-        )
+        distance = None
+        if cfg.useMHCLoss:
+            scales = cfg.mhcNumScales
+            distance = DistanceLoss(weights=cfg.mhcWeights[:scales],
+                                    cutoffs=DEFAULT_CUTOFFS[:scales],
+                                    chunk_size=self.loss_chunk_size)  # fmt: skip
+        return denoising_losses(self.denoise, self.schedule, batch,
+                                layout=self.sequence_layout, loss_type=cfg.lossType,
+                                distance=distance, generator=generator)  # fmt: skip
 
     def _log_terms(self, stage: str, terms: LossTerms, *, size: int, **kwargs: Any) -> None:
         """Log ``{stage}/loss``, ``{stage}/noise_loss`` and ``{stage}/distance_loss``."""
@@ -166,7 +131,7 @@ class GenieModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         terms = self._losses(batch)
-        loss = terms.total
+        loss = terms.total  # the whole batch's, on every process of a sequence group
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite training loss ({loss.item()}) at global step {self.global_step}, "
@@ -175,7 +140,9 @@ class GenieModule(pl.LightningModule):
             )
         size = batch["coords"].shape[0]
         self._log_terms("train", terms, size=size, on_step=True, on_epoch=True)
-        return loss
+        # DDP averages gradients over all processes; × the shards, that is the sum over a
+        # chain's shards (genie.training.sequence_parallel). One process: the loss itself.
+        return terms.objective * self.sequence_layout.num_shards
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         # The same timesteps and noise at every validation pass, so epochs are comparable.

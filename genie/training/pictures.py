@@ -44,6 +44,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from genie.eval import EvalSettings, MissingDependencyError, evaluate_backbones, make_figures
 from genie.eval.metrics import ReferenceSummary, summarize_reference
 from genie.eval.optional import EVAL_EXTRA_HINT
+from genie.model.layout import WHOLE_CHAIN, using_layout
 from genie.sampling.chains import sample_seed
 from genie.sampling.ddim import ddim_sample
 from genie.training.backbone_figures import (
@@ -124,15 +125,18 @@ def sample_traces(
     schedule = module.schedule
     stride = min(stride, schedule.num_timesteps - 1)
     seeds = [sample_seed(seed, length, i) for i in range(count)]
-    coords, _ = ddim_sample(
-        module.model,
-        schedule,
-        [length] * count,
-        seeds,
-        stride=stride,
-        eta=0.0,
-        device=module.device,
-    )
+    # Rank zero samples alone: on the whole chain, also in a sequence-parallel run (every
+    # process holds the weights).
+    with using_layout(module.model, WHOLE_CHAIN):
+        coords, _ = ddim_sample(
+            module.model,
+            schedule,
+            [length] * count,
+            seeds,
+            stride=stride,
+            eta=0.0,
+            device=module.device,
+        )
     return [c.double().numpy() for c in coords]
 
 

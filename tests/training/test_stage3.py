@@ -15,7 +15,7 @@ from pytorch_lightning.plugins import MixedPrecision
 from torch.testing import assert_close
 
 from genie.config import GenieConfig
-from genie.diffusion import per_chain_distance_loss
+from genie.diffusion import distance_error_sums, per_chain_distance_loss
 from genie.training.curriculum import ProgressiveLengthCallback, stage_lengths, stage_of_epoch
 from genie.training.module import GenieModule, use_fused_adamw
 from genie.training.precision import SkippedStepMonitor, lightning_precision
@@ -241,15 +241,15 @@ def test_distance_term_scores_the_predicted_clean_structure(tmp_path):
 
 
 def test_chunked_loss_switch_reaches_the_distance_loss(tmp_path, monkeypatch):
-    import genie.training.module as module_file
+    import genie.training.objective as objective
 
     seen = []
 
     def spy(*args, chunk_size, **kwargs):
         seen.append(chunk_size)
-        return per_chain_distance_loss(*args, chunk_size=chunk_size, **kwargs)
+        return distance_error_sums(*args, chunk_size=chunk_size, **kwargs)
 
-    monkeypatch.setattr(module_file, "per_chain_distance_loss", spy)
+    monkeypatch.setattr(objective, "distance_error_sums", spy)
     values = []
     for extra in ([], ["useChunkedLoss=True", "lossChunkSize=5"]):
         cfg = tiny_config(tmp_path, "useMHCLoss=True", *extra)

@@ -13,9 +13,10 @@ from torch import nn
 from genie.geometry.graph import KnnGraph
 from genie.geometry.knn import gather_neighbors
 from genie.model.layers.primitives import Linear
+from genie.model.layout import SequenceParallel
 
 
-class KnnEnvironmentFeatures(nn.Module):
+class KnnEnvironmentFeatures(SequenceParallel, nn.Module):
     """Per-residue summary of its k nearest Cα neighbours in the current noisy trace.
 
     For each neighbour j of i in the model's k-NN graph (``knnStrategy``): the binned distance
@@ -58,12 +59,13 @@ class KnnEnvironmentFeatures(nn.Module):
         Returns:
             ``[b, n, c_out]``, zero at padded residues.
         """
+        layout, own = self.sequence_layout, self.sequence_layout.own(graph.n)
         x = torch.where(mask.bool()[..., None], coords.float(), 0.0)  # [b, n, 3]
-        neighbours = gather_neighbors(x, graph.index)  # [b, n, k, 3]
+        neighbours = gather_neighbors(layout.gather(x), graph.index[:, own])  # [b, n, k, 3]
         dist = torch.linalg.vector_norm(neighbours - x[:, :, None], dim=-1)  # [b, n, k] Å
         dist_bin = torch.bucketize(dist.detach(), self.bin_edges, right=True)  # [b, n, k]
-        offset = graph.offsets.clamp(-self.max_offset, self.max_offset) + self.max_offset
+        offset = graph.offsets[:, own].clamp(-self.max_offset, self.max_offset) + self.max_offset
         h = torch.relu(self.distance_embedding(dist_bin) + self.offset_embedding(offset.long()))
-        weight = graph.valid.to(h.dtype)[..., None]  # [b, n, k, 1]
+        weight = graph.valid[:, own].to(h.dtype)[..., None]  # [b, n, k, 1]
         pooled = (h * weight).sum(2) / weight.sum(2).clamp(min=1.0)  # [b, n, c]
         return self.out(pooled) * mask[..., None].to(pooled.dtype)

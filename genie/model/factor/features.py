@@ -28,6 +28,7 @@ from torch import nn
 from genie.geometry.graph import KnnGraph
 from genie.model.factor.environment import KnnEnvironmentFeatures
 from genie.model.layers.primitives import Linear
+from genie.model.layout import SequenceParallel
 from genie.model.representations import PairFactors
 
 LOCAL_OFFSETS = (1, 2, 3, 4, 6, 8, 12, 16)  # residues; distances to i − d and i + d
@@ -79,7 +80,7 @@ def relative_position_factors(
     return u, u.clone()
 
 
-class PairFactorNet(nn.Module):
+class PairFactorNet(SequenceParallel, nn.Module):
     """Single features, residue index and noisy trace -> pair factors ``U, V [b, n, r, c_f]``."""
 
     def __init__(self, *, c_s: int, c_f: int, rank: int, knn: KnnEnvironmentFeatures | None = None):
@@ -113,7 +114,9 @@ class PairFactorNet(nn.Module):
             s with the local-geometry embedding added ``[b, n, c_s]``, and the pair factors.
         """
         b, n, _ = s.shape
-        s = s + self.local(local_distance_features(coords, mask).to(s.dtype)) * mask[..., None]
+        layout = self.sequence_layout  # the distances to i ± d cross shard boundaries
+        local = layout.local(local_distance_features(layout.gather(coords), layout.gather(mask)))
+        s = s + self.local(local.to(s.dtype)) * mask[..., None]
         if (graph is None) != (self.knn is None):
             raise ValueError(
                 "PairFactorNet: give a k-NN graph exactly when it has environment features"

@@ -1,5 +1,5 @@
-"""Small building blocks shared by every layer: initialised linear maps, shared dropout,
-sinusoidal encodings, masked pair masks.
+"""Small building blocks shared by every layer: initialised linear maps, dropout, shared
+dropout, sinusoidal encodings, masked pair masks.
 """
 
 from __future__ import annotations
@@ -7,7 +7,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from genie.model.layout import SequenceParallel
 
 
 class Linear(nn.Linear):
@@ -30,6 +33,36 @@ class Linear(nn.Linear):
                 raise ValueError(f"unknown init '{init}' (default, relu, gating, final)")
             if bias:
                 self.bias.fill_(1.0 if init == "gating" else 0.0)
+
+
+class Dropout(SequenceParallel, nn.Module):
+    """Element-wise dropout (``nn.Dropout``) of per-residue values ``[b, n, *]`` (residues on
+    dim 1).
+
+    Under sequence parallelism every process draws the mask of the whole chain, the draw one
+    process would make, and keeps its own rows: a sharded step drops exactly what an unsharded
+    step at the same padded length drops, and the random streams of the processes stay equal
+    (at the price of drawing the whole mask on each).
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        layout = self.sequence_layout
+        if layout.num_shards == 1:
+            return F.dropout(x, self.p, training=True)
+        whole = (x.shape[0], layout.full_length(x.shape[1]), *x.shape[2:])
+        keep = F.dropout(x.new_ones(whole), self.p, training=True)  # 0 or 1 / (1 − p)
+        return x * layout.local(keep)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 class SharedDropout(nn.Module):

@@ -16,6 +16,9 @@ Pooling (``EdgePooling``): p_i = mean_j LN(e_ij) over i's valid edges; s_i ← s
 factors are U_i = W_U s_i + rel_U, V_i = W_V s_i + rel_V, with the exact sin/cos relative-position
 factors of :func:`~genie.model.factor.features.relative_position_factors`, so FlashIPA sees the
 sequence separation at every range and the local geometry through the pooled edges.
+
+Under sequence parallelism (:mod:`genie.model.layout`) s, the coordinates and the edges hold this
+process's residues (and their out-edges); the neighbours' W_j s_j and coordinates are gathered.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from genie.geometry.graph import KnnGraph
 from genie.geometry.knn import gather_neighbors
 from genie.model.factor.features import relative_position_factors
 from genie.model.layers.primitives import Linear
+from genie.model.layout import SequenceParallel
 from genie.model.representations import PairFactors
 
 
-class EdgeFeatureNet(nn.Module):
+class EdgeFeatureNet(SequenceParallel, nn.Module):
     def __init__(
         self, *, c_s: int, c_p: int, relpos_k: int = 32, num_bins: int = 24,
         max_distance: float = 23.0,
@@ -55,18 +59,21 @@ class EdgeFeatureNet(nn.Module):
         Returns:
             ``[b, n, k, c_p]`` edge features, zero at invalid edges.
         """
-        index = graph.index
-        e = self.linear_i(s)[:, :, None] + gather_neighbors(self.linear_j(s), index)
-        sep = graph.offsets.clamp(-self.relpos_k, self.relpos_k) + self.relpos_k
+        layout = self.sequence_layout
+        own = layout.own(graph.n)
+        index = graph.index[:, own]  # [b, n, k] neighbours of own residues
+        e = self.linear_i(s)[:, :, None] + gather_neighbors(layout.gather(self.linear_j(s)), index)
+        sep = graph.offsets[:, own].clamp(-self.relpos_k, self.relpos_k) + self.relpos_k
+        x = coords.float()
         dist = torch.linalg.vector_norm(
-            gather_neighbors(coords.float(), index) - coords.float()[:, :, None], dim=-1
+            gather_neighbors(layout.gather(x), index) - x[:, :, None], dim=-1
         )  # [b, n, k] Å
         dist_bin = torch.bucketize(dist.detach(), self.bin_edges, right=True)
         e = e + self.separation(sep) + self.distance(dist_bin)
-        return e * graph.valid[..., None].to(e.dtype)
+        return e * graph.valid[:, own, :, None].to(e.dtype)
 
 
-class EdgePooling(nn.Module):
+class EdgePooling(SequenceParallel, nn.Module):
     """Edges -> single update and the pair factors FlashIPA attends through (module doc)."""
 
     def __init__(self, *, c_s: int, c_p: int, c_f: int, rank: int):
@@ -95,7 +102,7 @@ class EdgePooling(nn.Module):
             updated s ``[b, n, c_s]`` and factors ``U, V [b, n, r, c_f]`` (zero at padding).
         """
         b, n, _ = s.shape
-        weight = graph.valid[..., None].to(edges.dtype)  # [b, n, k, 1]
+        weight = graph.valid[:, self.sequence_layout.own(graph.n), :, None].to(edges.dtype)
         pooled = (self.norm(edges) * weight).sum(2) / weight.sum(2).clamp(min=1.0)  # [b, n, c_p]
         s = s + self.to_single(pooled) * mask[..., None].to(s.dtype)
         rel_u, rel_v = relative_position_factors(residue_index, self.rank, self.c_f)

@@ -16,11 +16,13 @@ import torch
 from torch import nn
 
 from genie.geometry.graph import KnnGraph
+from genie.model.layers.primitives import Dropout
 from genie.model.layers.transition import Transition
+from genie.model.layout import SequenceParallel
 from genie.model.sparse.triangle import SparseTriangleAttention, SparseTriangleMultiplication
 
 
-class SparsePairLayer(nn.Module):
+class SparsePairLayer(SequenceParallel, nn.Module):
     def __init__(
         self,
         *,
@@ -51,12 +53,14 @@ class SparsePairLayer(nn.Module):
                             triangle_bias=bias,
                         )
                     )  # fmt: skip
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.chunk_size = chunk_size  # residues per chunk of every update (None = all)
         self.transition = Transition(c=c_p, expansion=transition_n)
 
     def forward(self, edges: torch.Tensor, graph: KnnGraph) -> torch.Tensor:
-        """``edges [b, n, k, c_p]`` on ``graph`` -> updated ``[b, n, k, c_p]``."""
+        """``edges [b, n, k, c_p]`` on ``graph`` -> updated ``[b, n, k, c_p]`` (under sequence
+        parallelism, the out-edges of this process's residues on the whole chain's graph)."""
         for update in self.updates:
             edges = edges + self.dropout(update(edges, graph, chunk_size=self.chunk_size))
-        return edges + self.transition(edges, graph.valid.to(edges.dtype))
+        valid = graph.valid[:, self.sequence_layout.own(graph.n)]  # [b, n, k] edges of own residues
+        return edges + self.transition(edges, valid.to(edges.dtype))

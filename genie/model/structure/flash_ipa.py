@@ -21,6 +21,11 @@ Numerics: translations are centred per chain (exact, IPA is translation-invarian
 built in fp32 and cast to ``qk_dtype`` (fp16 on GPU by default: its 10-bit mantissa keeps the
 expanded distance term accurate where bf16 loses 0.1-1 logit units at L = 1,000-3,000).
 Head dims are zero-padded to multiples of 8; fused kernels accept at most 256.
+
+Sequence parallelism (:mod:`genie.model.layout`): each process builds Q, K, V of its own residues;
+K and V of the whole chain are gathered (``[b, h, n, d]``, autograd-aware: their gradients return
+to their owners) and the local queries attend to them. The centre of the translations is that of
+the whole chain.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from torch import nn
 
 from genie.geometry.rigid import Rigid
 from genie.model.layers.primitives import Linear
+from genie.model.layout import SequenceLayout, SequenceParallel
 from genie.model.representations import PairFactors
 from genie.utils.checkpointing import recompute
 
@@ -62,7 +68,7 @@ def _pad_last(x: torch.Tensor, d: int) -> torch.Tensor:
     return F.pad(x, (0, d - x.shape[-1])) if x.shape[-1] < d else x
 
 
-class FlashIPA(nn.Module):
+class FlashIPA(SequenceParallel, nn.Module):
     def __init__(
         self,
         *,
@@ -113,9 +119,13 @@ class FlashIPA(nn.Module):
     def augmented(self, s: torch.Tensor, pair: PairFactors, frames: Rigid, mask: torch.Tensor):
         """Q ``[b, h, n, d_qk]``, K ``[b, h, n, d_qk]``, V ``[b, h, n, d_v]`` (fp32, padded) and
         the centred frames (exposed for tests)."""
+        frames = _centred(frames, mask, self.sequence_layout)  # [b, n]
+        return (*self._augmented(s, pair, frames, mask), frames)
+
+    def _augmented(self, s: torch.Tensor, pair: PairFactors, frames: Rigid, mask: torch.Tensor):
+        """:meth:`augmented` of centred frames, without them."""
         b, n, _ = s.shape
         h, c, p_qk, p_v = self.h, self.c, self.p_qk, self.p_v
-        frames = _centred(frames, mask)  # [b, n]
         local = Rigid(frames.rots[:, :, None], frames.trans[:, :, None])
         f32 = torch.float32 if s.dtype in (torch.float16, torch.bfloat16) else s.dtype
         s = s.to(f32)
@@ -142,7 +152,7 @@ class FlashIPA(nn.Module):
             )  # [b, n, h, r·c_f]
             big_v = torch.cat([v, v_pts.flatten(-2), pair_v], dim=-1)
         q_, k_ = (_pad_last(x, self.d_qk).transpose(1, 2) for x in (big_q, big_k))
-        return q_, k_, _pad_last(big_v, self.d_v).transpose(1, 2), frames
+        return q_, k_, _pad_last(big_v, self.d_v).transpose(1, 2)
 
     def _attention_dtype(self, s: torch.Tensor) -> torch.dtype:
         """``auto``: fp16 on GPU, the input's own precision (fp32 or fp64) on the CPU."""
@@ -206,11 +216,13 @@ class FlashIPA(nn.Module):
         dtype = self._attention_dtype(s)
 
         def build(s, u, v, rots, trans, mask):  # recomputed in backward: only inputs are stored
-            q, k, v, _ = self.augmented(s, PairFactors(u, v), Rigid(rots, trans), mask)
+            q, k, v = self._augmented(s, PairFactors(u, v), Rigid(rots, trans), mask)
             return q.to(dtype), k.to(dtype), v.to(dtype)
 
-        q, k, v = recompute(build, s, pair.u, pair.v, frames.rots, frames.trans, mask)
-        centred = _centred(frames, mask)
+        layout = self.sequence_layout
+        centred = _centred(frames, mask, layout)
+        q, k, v = recompute(build, s, pair.u, pair.v, centred.rots, centred.trans, mask)
+        k, v = layout.gather(k, dim=2), layout.gather(v, dim=2)  # every key residue
         out = self._attend(q, k, v)  # [b, h, n, d_v]
         out = out.to(torch.promote_types(s.dtype, torch.float32)).transpose(1, 2)
         o_scalar = out[..., :c]
@@ -247,10 +259,12 @@ def _flash_attn_installed(use_fa3: bool) -> bool:
     return importlib.util.find_spec("flash_attn_interface" if use_fa3 else "flash_attn") is not None
 
 
-def _centred(frames: Rigid, mask: torch.Tensor) -> Rigid:
-    """Frames with the translations of each chain's real residues centred (padding at 0)."""
+def _centred(frames: Rigid, mask: torch.Tensor, layout: SequenceLayout) -> Rigid:
+    """Frames with the translations of each chain's real residues centred (padding at 0); the
+    centre is that of the whole chain (``layout.gather``: three numbers per residue)."""
     m = mask[..., None].to(frames.trans.dtype)
-    centre = (frames.trans * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1.0)
+    trans, real = layout.gather(frames.trans), layout.gather(m)  # [b, n, 3], [b, n, 1]
+    centre = (trans * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp_min(1.0)
     return Rigid(frames.rots, (frames.trans - centre) * m)
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from genie.geometry.rigid import Rigid
+from genie.model.layers.primitives import Dropout
 from genie.model.protocols import StructureAttention
 from genie.model.representations import PairRepresentation
 from genie.model.structure.hyper_connections import (
@@ -48,13 +49,13 @@ class HyperStructureLayer(nn.Module):
                   alpha_init=hyper.alpha_init)  # fmt: skip
         self.ipa = ipa
         self.ipa_norm = nn.LayerNorm(c_s)
-        self.ipa_dropout = nn.Dropout(ipa_dropout)
+        self.ipa_dropout = Dropout(ipa_dropout)
         self.hc_ipa = HyperConnection(**hc, branch_index=2 * layer_index)
         self.transition_norm = nn.LayerNorm(c_s)
         self.transition_blocks = nn.ModuleList(
             transition_block(c_s) for _ in range(n_transition_layers)
         )
-        self.transition_dropout = nn.Dropout(transition_dropout)
+        self.transition_dropout = Dropout(transition_dropout)
         self.hc_transition = HyperConnection(**hc, branch_index=2 * layer_index + 1)
         self.readout_norm = nn.LayerNorm(c_s)
         self.backbone_update = BackboneUpdate(c_s=c_s)

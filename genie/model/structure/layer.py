@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from genie.geometry.rigid import Rigid, quaternion_to_rotation
-from genie.model.layers.primitives import Linear
+from genie.model.layers.primitives import Dropout, Linear
 from genie.model.protocols import StructureAttention
 from genie.model.representations import PairRepresentation
 
@@ -33,7 +33,7 @@ class StructureTransition(nn.Module):
     def __init__(self, *, c_s: int, n_layers: int, dropout: float):
         super().__init__()
         self.blocks = nn.ModuleList(transition_block(c_s) for _ in range(n_layers))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.norm = nn.LayerNorm(c_s)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
@@ -72,7 +72,7 @@ class StructureLayer(nn.Module):
     ):
         super().__init__()
         self.ipa = ipa
-        self.ipa_dropout = nn.Dropout(ipa_dropout)
+        self.ipa_dropout = Dropout(ipa_dropout)
         self.ipa_norm = nn.LayerNorm(c_s)
         self.transition = StructureTransition(
             c_s=c_s, n_layers=n_transition_layers, dropout=transition_dropout

@@ -28,6 +28,7 @@ from genie.geometry.knn import gather_neighbors
 from genie.geometry.rigid import Rigid
 from genie.model.dense.triangle_attention import MASK_BIAS
 from genie.model.layers.primitives import Linear
+from genie.model.layout import SequenceParallel
 from genie.model.representations import SparsePair
 from genie.model.structure.flash_ipa import FlashIPA
 from genie.utils.checkpointing import recompute
@@ -50,7 +51,7 @@ class SpatialBias(nn.Module):
         return F.embedding(rows, self.table) * inside[..., None].to(self.table.dtype)
 
 
-class LocalEdgeAttention(nn.Module):
+class LocalEdgeAttention(SequenceParallel, nn.Module):
     def __init__(
         self, *, c_s: int, c_p: int, c_hidden: int, n_heads: int, spatial_range: int | None,
     ):  # fmt: skip
@@ -78,9 +79,10 @@ class LocalEdgeAttention(nn.Module):
         """
         b, n, _ = s.shape
         h, c = self.h, self.c
-        graph = pair.graph
+        graph, own = pair.graph, self.sequence_layout.own(pair.graph.n)
+        index, valid, offsets = graph.index[:, own], graph.valid[:, own], graph.offsets[:, own]
         q = self.linear_q(s).view(b, n, h, c)
-        kv = self.linear_kv(s)  # [b, n, 2·h·c]
+        kv = self.sequence_layout.gather(self.linear_kv(s))  # [b, n, 2·h·c], every key residue
 
         def rows(sl: slice) -> torch.Tensor:
             def block(q_rows, kv_all, edges_rows, index, valid, offsets):
@@ -97,9 +99,8 @@ class LocalEdgeAttention(nn.Module):
                 return self.linear_out(torch.cat([o_v, o_e], dim=-1))
 
             return recompute(
-                block, q[:, sl], kv, pair.edges[:, sl], graph.index[:, sl],
-                graph.valid[:, sl], graph.offsets[:, sl],
-            )  # fmt: skip
+                block, q[:, sl], kv, pair.edges[:, sl], index[:, sl], valid[:, sl], offsets[:, sl]
+            )
 
         return chunked(rows, n, chunk_size, dim=1) * mask[..., None].to(s.dtype)
 

@@ -1,0 +1,79 @@
+"""Sampling on sequence shards: every process of a group runs the reverse process on its own
+residues of every chain and gets the whole backbones back.
+
+Notation: b chains, n residues (padded to a multiple of the shards), m = n / P own residues.
+
+The reverse loop is the single-process one (:func:`genie.sampling.reverse.reverse_process`) on
+:class:`ShardedChains`: its x holds the own residues ``[b, m, 3]``, the model (on the same
+layout) gathers what it reads of other residues, and the sampler's update is per residue. Every
+process draws the whole batch's noise from the chains' own generators, the draws a single
+process makes, and keeps its rows; so the same seeds give the same backbones as one process
+(``tests/distributed``). The k-NN graph is rebuilt from the sharded x every
+``knn_update_frequency`` steps as in one process. The final x (and any trajectory frame) is
+gathered on every process; the caller lets rank 0 write the files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.distributed as dist
+from torch.distributed.device_mesh import DeviceMesh
+
+from genie.distributed.layout import SequenceShards
+from genie.distributed.model import sequence_parallel
+from genie.distributed.sharding import pad_residues, padded_length
+from genie.model.denoiser import GenieDenoiser
+from genie.model.layout import SequenceLayout
+from genie.sampling.chains import ChainBatch
+from genie.sampling.reverse import ReverseSampler, Samples, reverse_process
+
+
+class ShardedChains:
+    """This process's residues of a :class:`~genie.sampling.chains.ChainBatch` (a
+    :class:`~genie.sampling.reverse.Chains`): the mask and every noise draw are the own rows of
+    the whole batch's, and :meth:`split` gathers the whole chains."""
+
+    def __init__(self, chains: ChainBatch, layout: SequenceLayout):
+        self.chains, self.layout = chains, layout
+        self.lengths = chains.lengths
+        self.n = padded_length(chains.n_max, layout.num_shards)
+        self.mask = layout.local(pad_residues(chains.mask, self.n))  # [b, m]
+
+    def __len__(self) -> int:
+        return len(self.chains)
+
+    def normal(self) -> torch.Tensor:
+        """The own rows ``[b, m, 3]`` of the whole batch's next draw."""
+        return self.layout.local(pad_residues(self.chains.normal(), self.n))
+
+    def split(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Own rows ``x [b, m, 3]`` of every process -> the whole chains, ``[n_i, 3]`` each."""
+        return self.chains.split(self.layout.gather(x)[:, : self.chains.n_max])
+
+
+def sample_sharded(
+    model: GenieDenoiser,
+    sampler: ReverseSampler,
+    chains: ChainBatch,
+    *,
+    group: dist.ProcessGroup | DeviceMesh,
+    knn_update_frequency: int = 1,
+    clear_cache_every: int = 0,
+    trajectory_every: int = 0,
+    trajectory_chains: Sequence[bool] | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> Samples:
+    """:func:`~genie.sampling.reverse.reverse_process` of ``chains`` with every chain sharded by
+    residue over ``group`` (a process group or a one-dimensional ``DeviceMesh``). Call it on every
+    process of the group with the same model weights, sampler and chains (lengths and seeds);
+    each returns the whole samples. The model is on the shards inside the call only."""
+    layout = SequenceShards(group)
+    with sequence_parallel(model, layout):
+        return reverse_process(
+            model, sampler, ShardedChains(chains, layout),
+            knn_update_frequency=knn_update_frequency, clear_cache_every=clear_cache_every,
+            trajectory_every=trajectory_every, trajectory_chains=trajectory_chains,
+            on_step=on_step,
+        )  # fmt: skip
