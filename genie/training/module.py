@@ -30,6 +30,7 @@ from genie.diffusion import (
 )
 from genie.model.build import build_denoiser, build_schedule
 from genie.model.denoiser import GenieDenoiser
+from genie.training.draws import TRAIN_STREAM, VALIDATION_STREAM, draw_chain_noise
 
 T_BUCKETS = 4  # validation loss is also logged per quarter of the timestep range
 
@@ -87,10 +88,44 @@ class GenieModule(pl.LightningModule):
         """Noise the batch at random timesteps and score the prediction (scalar, fp32)."""
         return self._losses(batch, generator=generator).total
 
+    def _draw(
+        self, batch: dict[str, Any], *, generator: torch.Generator | None, stream: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``t [b]`` and ``ε [b, n, 3]`` (0 at padding) of a batch.
+
+        Batches of the data module name their chains (``items``, ``epochs``): each chain draws
+        from its own stream (:mod:`genie.training.draws`), whatever its batch, rank or
+        accumulation step. Other batches (and any call with a ``generator``) draw from
+        ``generator``, or from the global stream when it is None.
+        """
+        x0, mask = batch["coords"], batch["mask"]  # [b, n, 3] Å, [b, n]
+        if generator is None and "items" in batch:
+            epochs = (
+                batch["epochs"] if stream == TRAIN_STREAM else torch.zeros_like(batch["epochs"])
+            )
+            return draw_chain_noise(
+                lengths=batch["lengths"],
+                items=batch["items"],
+                epochs=epochs,
+                seed=self.config.seed,
+                stream=stream,
+                num_timesteps=self.schedule.num_timesteps,
+                n=x0.shape[1],
+                dtype=x0.dtype,
+                device=x0.device,
+            )
+        t = self.schedule.sample_timesteps(x0.shape[0], device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
+        return t, noise * mask[..., None]  # [b], [b, n, 3]
+
     def _losses(
-        self, batch: dict[str, Any], *, generator: torch.Generator | None = None
+        self,
+        batch: dict[str, Any],
+        *,
+        generator: torch.Generator | None = None,
+        stream: int = TRAIN_STREAM,
     ) -> LossTerms:
-        """Draw t and ε, predict ε̂ from x_t and score it.
+        """Draw t and ε (:meth:`_draw`), predict ε̂ from x_t and score it.
 
         The noise loss compares ε̂ with ε (``lossType``). With ``useMHCLoss`` the multi-scale
         distance loss (:mod:`genie.diffusion.distance_loss`) scores the predicted clean structure
@@ -107,9 +142,7 @@ class GenieModule(pl.LightningModule):
         """
         cfg = self.config
         x0, mask = batch["coords"], batch["mask"]  # [b, n, 3] Å, [b, n]
-        t = self.schedule.sample_timesteps(x0.shape[0], device=x0.device, generator=generator)
-        noise = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
-        noise = noise * mask[..., None]  # [b, n, 3]
+        t, noise = self._draw(batch, generator=generator, stream=stream)  # [b], [b, n, 3]
         x_t = self.schedule.add_noise(x0, t, noise)  # [b, n, 3]
         eps_hat = self.model(x_t, t, mask, batch.get("residue_index")).float()  # [b, n, 3]
         noise_term = noise_loss(eps_hat, noise, mask, kind=cfg.lossType)
@@ -154,14 +187,19 @@ class GenieModule(pl.LightningModule):
                 "nothing of this step was written to a checkpoint"
             )
         size = batch["coords"].shape[0]
-        self._log_terms("train", terms, size=size, on_step=True, on_epoch=True)
+        # sync_dist: the step and epoch values are means over all ranks (a scalar all-reduce
+        # per term and step; the epoch mean weighs every batch by its chains)
+        self._log_terms("train", terms, size=size, on_step=True, on_epoch=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        # The same timesteps and noise at every validation pass, so epochs are comparable.
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(self.config.seed * 100_003 + batch_idx)
-        terms = self._losses(batch, generator=generator)
+        # The same timesteps and noise at every validation pass, so epochs are comparable: each
+        # chain's own stream (whatever the rank), or one per batch for a batch without names.
+        generator = None
+        if "items" not in batch:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(self.config.seed * 100_003 + batch_idx)
+        terms = self._losses(batch, generator=generator, stream=VALIDATION_STREAM)
         size = batch["coords"].shape[0]
         self._log_terms("val", terms, size=size, sync_dist=True)
         bucket = ((terms.t - 1) * T_BUCKETS) // self.schedule.num_timesteps  # [b], 0..T_BUCKETS-1
