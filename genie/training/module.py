@@ -30,6 +30,7 @@ from genie.diffusion import (
 )
 from genie.model.build import build_denoiser, build_schedule
 from genie.model.denoiser import GenieDenoiser
+from genie.training.distributed import build_device_mesh, is_fsdp
 from genie.training.draws import TRAIN_STREAM, VALIDATION_STREAM, draw_chain_noise
 
 T_BUCKETS = 4  # validation loss is also logged per quarter of the timestep range
@@ -61,6 +62,7 @@ class GenieModule(pl.LightningModule):
         self.save_hyperparameters({"config": dataclasses.asdict(config)})
         self.model = build_denoiser(config) if model is None else model
         self.schedule = build_schedule(config)
+        self.parallel_mesh = None  # (data, sequence) mesh of sequence parallelism: configure_model
 
     def on_fit_start(self) -> None:
         """Record the model size (logged once by the builder) in TensorBoard: distinct trainable
@@ -259,12 +261,43 @@ class GenieModule(pl.LightningModule):
         )
 
     def on_before_optimizer_step(self, optimizer) -> None:
+        """Log the gradient norm before clipping (``train/grad_norm``): of the whole model on
+        every strategy (under FSDP each rank holds a shard of the gradients: the squared norms
+        of the shards are summed over the ranks)."""
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if grads:
-            norm = torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(g) for g in grads])
+        fsdp = self._trainer is not None and is_fsdp(self.trainer.strategy)
+        if grads or fsdp:
+            squares = sum(g.float().pow(2).sum() for g in grads) if grads else None
+            if squares is None:
+                squares = torch.zeros((), device=self.device)
+            if fsdp:
+                squares = self.trainer.strategy.reduce(squares, reduce_op="sum")
+            self.log("train/grad_norm", squares.sqrt(), on_step=True, on_epoch=False)
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        """Clip the gradient norm (``gradientClipVal``). Under FSDP the norm must be taken over
+        every rank's shard, which only the root FSDP module's ``clip_grad_norm_`` does
+        (Lightning's FSDP precision plugin refuses to clip by norm)."""
+        if gradient_clip_val and is_fsdp(self.trainer.strategy):
+            self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def configure_model(self) -> None:
+        """Lightning calls this once the process group exists, before the strategy wraps the
+        model. With ``useSequenceParallelism`` it builds the ``(data, sequence)`` device mesh
+        (:func:`~genie.training.distributed.build_device_mesh`) into ``self.parallel_mesh``: the
+        seam where the sequence-sharded forward receives ``parallel_mesh["sequence"]`` (configs
+        refuse ``useSequenceParallelism True`` in a build without that forward,
+        :data:`~genie.config.distributed.SEQUENCE_PARALLELISM_AVAILABLE`)."""
+        if self.config.useSequenceParallelism and self.parallel_mesh is None:
+            self.parallel_mesh = build_device_mesh(
+                world_size=self.trainer.world_size,
+                sequence_shards=self.config.numSequenceShards,
+                device_type=self.device.type,
             )
-            self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
 
 
 def use_fused_adamw(*, device_type: str, precision: str, gradient_clip_val: float | None) -> bool:
