@@ -152,8 +152,9 @@ def check_distributed(cfg: GenieConfig) -> None:
         ):
             if value != default:
                 raise ConfigError(
-                    f"{key} = {value} needs useDistributed True (a run of several processes); "
-                    f"set useDistributed True or {key} {default}"
+                    f"{key} = {value} needs useDistributed True (a run of several processes; "
+                    f"under torchrun devices and numNodes are the launcher's); set "
+                    f"useDistributed True or {key} {default}"
                 )
     gpu_only = "Lightning's FSDPStrategy runs on CUDA GPUs only"
     if cfg.distributedStrategy == "fsdp":

@@ -20,6 +20,7 @@ devices of each of ``numNodes`` nodes (Lightning starts the extra processes itse
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import logging
 import os
@@ -137,6 +138,14 @@ def build_callbacks(cfg: GenieConfig) -> list[pl.Callback]:
     return callbacks
 
 
+def uses_cuda(cfg: GenieConfig) -> bool:
+    """Whether the trainer runs on CUDA devices: ``accelerator`` gpu/cuda, or auto on a machine
+    with one."""
+    return cfg.accelerator in ("gpu", "cuda") or (
+        cfg.accelerator == "auto" and torch.cuda.is_available()
+    )
+
+
 def build_strategy(cfg: GenieConfig, *, model: torch.nn.Module | None = None) -> Strategy:
     """Lightning's DDP or FSDP for ``useDistributed`` (:func:`genie.training.distributed.
     distributed_strategy`); ``model``: the denoiser whose gradients PowerSGD compresses
@@ -148,13 +157,22 @@ def build_strategy(cfg: GenieConfig, *, model: torch.nn.Module | None = None) ->
     return distributed_strategy(
         strategy=cfg.distributedStrategy,
         backend=cfg.distributedBackend,
-        cuda=cfg.accelerator in ("gpu", "cuda")
-        or (cfg.accelerator == "auto" and torch.cuda.is_available()),
+        cuda=uses_cuda(cfg),
         compression_ratio=cfg.gradientCompressionRatio,
         parameter_shapes=shapes,
         bucket_size_mb=cfg.gradientBucketSizeMB if cfg.useGradientBucketing else None,
         fsdp_units={PairStack, StructureNet},
     )
+
+
+def with_launch_layout(cfg: GenieConfig) -> GenieConfig:
+    """``cfg`` with the ``devices`` and ``numNodes`` of this launch (torchrun's, when torchrun
+    started it), so that the run folder's config and the checkpoints name the layout that
+    trained; checked like a config file (``useDistributed`` for more than one process)."""
+    layout = torchrun_layout()
+    if layout is None or layout == (cfg.devices, cfg.numNodes):
+        return cfg
+    return dataclasses.replace(cfg, devices=layout[0], numNodes=layout[1])
 
 
 def launch_layout(cfg: GenieConfig) -> tuple[int, int]:
@@ -197,6 +215,12 @@ def build_trainer(
             )
     devices, num_nodes = launch_layout(cfg)
     world = devices * num_nodes
+    gpus = torch.cuda.device_count()
+    if torchrun_layout() is None and uses_cuda(cfg) and devices > gpus:
+        raise ConfigError(
+            f"devices = {devices}: this machine has {gpus} CUDA device(s); lower devices (per "
+            "node) or start one process per GPU with torchrun"
+        )
     if world > 1 and not cfg.useDistributed:
         raise ConfigError(
             f"torchrun started {world} processes but useDistributed is False: set "
@@ -297,6 +321,7 @@ def train(
         ConfigError: the checkpoint's model differs from ``cfg``'s
             (:mod:`genie.training.from_checkpoint`).
     """
+    cfg = with_launch_layout(cfg)
     check_output_folders(cfg)
     if resume and init_weights:
         raise ConfigError("--resume and --init-weights exclude each other: give one")
@@ -365,7 +390,13 @@ def main(
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     args = parse_args(argv, description=description)
     try:
-        cfg, applied = load_with_defaults(GenieConfig, args.config, args.overrides, defaults)
+        overrides = list(args.overrides)
+        layout = torchrun_layout()
+        if layout is not None:  # the launcher's layout replaces the config's devices, numNodes
+            overrides += [f"devices={layout[0]}", f"numNodes={layout[1]}"]
+            print(f"[genie] torchrun: devices={layout[0]}, numNodes={layout[1]} (the launcher's "
+                  "layout; the config's devices and numNodes apply to plain launches)")  # fmt: skip
+        cfg, applied = load_with_defaults(GenieConfig, args.config, overrides, defaults)
         if applied:
             print(f"[genie] defaults of this entry point: {', '.join(applied)}")
         train(cfg, resume=args.resume, init_weights=args.init_weights, force=args.force)

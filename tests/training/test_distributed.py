@@ -20,7 +20,7 @@ import pytest
 import torch
 from helpers import REPO, TINY_MODEL
 
-from genie.config import load_config
+from genie.config import ConfigError, load_config
 from genie.training.run import train
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
@@ -173,3 +173,92 @@ def test_device_mesh_of_data_and_sequence_ranks(runs):
                                                                             [rank])  # fmt: skip
         assert (two["shape"], two["coordinate"], two["sequence_ranks"]) == ([1, 2], [0, rank],
                                                                             [0, 1])  # fmt: skip
+
+
+# --- the strategy builder, in-process -----------------------------------------------------------
+SHAPES = [torch.Size([64, 32]), torch.Size([16]), torch.Size([8, 4])]
+
+
+def test_powersgd_elements_and_rank_by_hand():
+    from genie.training.distributed import powersgd_rank, sent_elements
+
+    # rank 2: [64, 32] sends 2·(64 + 32) = 192; the vector 16; [8, 4] would send 2·12 = 24,
+    # not 2× below 32, so it goes whole: 192 + 16 + 32 = 240 of 2,096
+    assert sent_elements(SHAPES, rank=2) == (2096, 240)
+    assert sent_elements(SHAPES, rank=1) == (2096, 96 + 16 + 12)  # ratio 16.9
+    assert sent_elements(SHAPES, rank=3) == (2096, 288 + 16 + 32)  # ratio 6.2
+    assert powersgd_rank(SHAPES, ratio=8) == 2 and powersgd_rank(SHAPES, ratio=16) == 1
+    assert powersgd_rank(SHAPES, ratio=6) == 3
+    with pytest.raises(ConfigError, match="gradientCompressionRatio 20 cannot be reached"):
+        powersgd_rank(SHAPES, ratio=20)
+
+
+def test_strategies_carry_the_hook_buckets_and_refuse_cpu():
+    from pytorch_lightning.strategies import DDPStrategy, FSDPStrategy
+    from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook
+
+    from genie.training.distributed import distributed_strategy
+
+    def build(**keys):
+        settings = dict(
+            strategy="ddp",
+            backend="nccl",
+            cuda=True,
+            compression_ratio=None,
+            parameter_shapes=SHAPES,
+            bucket_size_mb=None,
+            fsdp_units={torch.nn.Linear},
+        )
+        return distributed_strategy(**{**settings, **keys})  # fmt: skip
+
+    ddp = build(compression_ratio=8, bucket_size_mb=50)
+    assert isinstance(ddp, DDPStrategy) and ddp._ddp_comm_hook is powerSGD_hook.powerSGD_hook
+    assert ddp._ddp_comm_state.matrix_approximation_rank == 2
+    assert ddp._ddp_kwargs == {"broadcast_buffers": False, "bucket_cap_mb": 50,
+                               "gradient_as_bucket_view": True}  # fmt: skip
+    plain = build(backend="gloo", cuda=False)
+    assert plain._ddp_comm_hook is None and plain._ddp_kwargs == {"broadcast_buffers": False}
+    assert isinstance(build(strategy="fsdp"), FSDPStrategy)
+    for keys, needle in (
+        ({"cuda": False}, "distributedBackend nccl needs CUDA"),
+        ({"strategy": "fsdp", "backend": "gloo", "cuda": False}, "FSDP runs on CUDA GPUs only"),
+        ({"backend": "gloo", "cuda": False, "compression_ratio": 8}, "PowerSGD hooks run on CUDA"),
+    ):
+        with pytest.raises(ConfigError, match=needle):
+            build(**keys)
+
+
+def _torchrun(monkeypatch, world: int) -> None:
+    for key, value in {
+        "TORCHELASTIC_RUN_ID": "test",
+        "WORLD_SIZE": str(world),
+        "LOCAL_WORLD_SIZE": str(world),
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+    }.items():
+        monkeypatch.setenv(key, value)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("keys", "needle"),
+    [
+        ([], "torchrun started 2 processes but useDistributed is False"),
+        ([*DDP[:2], "batchSize=1", "effectiveBatchSize=3"],
+         "effectiveBatchSize (3) is not a multiple of data-parallel ranks × batchSize = 2 × 1"),
+        ([*DDP[:2], "effectiveBatchSize=8", "batchSize=1"], None),  # accumulation 4
+    ],
+)  # fmt: skip
+def test_the_launch_layout_is_checked_when_the_trainer_is_built(
+    tmp_path, monkeypatch, keys, needle
+):
+    from genie.training.run import build_trainer
+
+    _torchrun(monkeypatch, 2)
+    cfg = load_config(None, EXACT + _folder(tmp_path) + keys)
+    if needle is None:
+        trainer = build_trainer(cfg)
+        assert (trainer.world_size, trainer.accumulate_grad_batches) == (2, 4)
+        return
+    with pytest.raises(ConfigError) as error:
+        build_trainer(cfg)
+    assert needle in str(error.value)

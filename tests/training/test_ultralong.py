@@ -81,5 +81,5 @@ def test_torchrun_launch_takes_its_layout_from_the_launcher(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "torchrun starts 1 process(es) per node" in result.stderr
+    assert "[genie] torchrun: devices=1, numNodes=1 (the launcher's layout" in result.stdout
     assert (tmp_path / "runs" / "ultralong" / "version_0" / "checkpoints" / "last.ckpt").is_file()
