@@ -262,3 +262,37 @@ def test_the_launch_layout_is_checked_when_the_trainer_is_built(
     with pytest.raises(ConfigError) as error:
         build_trainer(cfg)
     assert needle in str(error.value)
+
+
+# --- one GPU: FSDP (its own clipping, a checkpoint one process reads) and the PowerSGD hook ------
+GPU_RUN = [*EXACT, "useDistributed=True", "distributedBackend=nccl", "accelerator=gpu",
+           "batchSize=2", "numEpochs=1", "useMixedPrecision=True", "precision=bf16"]  # fmt: skip
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fsdp_on_one_gpu_clips_and_writes_a_checkpoint_one_process_reads(tmp_path):
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    from genie.checkpoint import read_checkpoint
+    from genie.training.module import GenieModule
+
+    cfg = load_config(None, GPU_RUN + _folder(tmp_path, "distributedStrategy=fsdp"))
+    trainer, _ = train(cfg, enable_progress_bar=False)
+    assert isinstance(trainer.strategy.model, FullyShardedDataParallel)
+    assert trainer.global_step == 4 and torch.isfinite(trainer.callback_metrics["train/grad_norm"])
+    ckpt = tmp_path / "runs" / "run" / "version_0" / "checkpoints" / "last.ckpt"
+    trained = read_checkpoint(ckpt)  # on the CPU, without a process group
+    weights = trained.model.state_dict()
+    assert weights.keys() == GenieModule(cfg).model.state_dict().keys()  # unwrapped names
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_powersgd_hook_is_registered_on_cuda(tmp_path):
+    cfg = load_config(None, GPU_RUN + _folder(tmp_path, "gradientCompressionRatio=2",
+                                              "useGradientBucketing=True"))  # fmt: skip
+    trainer, _ = train(cfg, enable_progress_bar=False)
+    state = trainer.strategy._ddp_comm_state  # PowerSGD counts the steps its hook reduced
+    assert state.matrix_approximation_rank >= 1 and state.iter == trainer.global_step == 4
