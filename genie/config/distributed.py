@@ -8,9 +8,12 @@ chains of one optimiser step are
 
     effectiveBatchSize = data-parallel ranks × batchSize × gradient-accumulation steps.
 
-A plain launch (``python train/...``) has ``devices × numNodes`` processes, known when the config
-is loaded; under ``torchrun`` the launcher's layout counts, checked by :func:`data_parallel_layout`
-when the trainer is built.
+A plain launch (``python train/...``) has ``devices × numNodes`` processes; under ``torchrun`` the
+training command loads the config with the launcher's layout in ``devices`` and ``numNodes``. So
+the checks below see the real world when a config is loaded for training, except ``1 × 1``
+(the default, also a config built in code that torchrun may run with any number of processes):
+then only ``batchSize`` must divide ``effectiveBatchSize``, and the trainer builder checks the
+launch itself (:func:`data_parallel_layout`).
 """
 
 from __future__ import annotations

@@ -293,7 +293,12 @@ def check_training_memory(cfg: GenieConfig, *, force: bool = False) -> None:
     # none is refused by build_trainer), the host's
     gpu = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
     needed = peak_bytes(model_sizes(cfg), length=length, batch=cfg.batchSize, training=True)
-    require_memory(needed, device=torch.device("cuda" if gpu else "cpu"), force=force,
+    # this process's GPU: each rank of a node trains on GPU LOCAL_RANK (torchrun and Lightning's
+    # launcher set it), and asking another GPU would open a CUDA context there
+    device = (
+        torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if gpu else torch.device("cpu")
+    )
+    require_memory(needed, device=device, force=force,
                    what=f"a training step of {cfg.batchSize} chain(s) of {length:,} residues",
                    keys="maximumNumResidues (the crop length) or batchSize, or switch on "
                         "useGradientCheckpointing")  # fmt: skip
