@@ -41,6 +41,7 @@ from genie.config.cli import add_config_arguments, load_with_defaults  # noqa: E
 from genie.training.distributed import torchrun_layout  # noqa: E402
 from genie.training.run import train  # noqa: E402
 from genie.utils.cli import run_command  # noqa: E402
+from genie.utils.paths import ensure_writable_file  # noqa: E402
 
 
 class StepTimer(pl.Callback):
@@ -113,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
+        if args.out:
+            ensure_writable_file(args.out, what="--out")
         overrides = [*args.overrides, f"maximumNumResidues={args.length}", "concatenateChains=True",
                      "useProgressiveTraining=False", "logSamplesEveryEpochs=0"]  # fmt: skip
         layout = torchrun_layout()
