@@ -34,6 +34,7 @@ SCRIPTS = {
     "quality_report": "benchmarks/quality_report.py",
     "bench_ipa_layer": "benchmarks/bench_ipa_layer.py",
     "plot_ipa_layer": "benchmarks/plot_ipa_layer.py",
+    "bench_distributed": "benchmarks/bench_distributed.py",
 }
 FUNCTIONS = {"genie-eval": eval_cli.main, "preprocess": preprocess.main}
 PROGS = {"genie-eval": "genie-eval", "preprocess": "python -m genie.data.preprocess"}
@@ -78,6 +79,8 @@ USER_MISTAKES = {
                         "--lengths takes integers like 512,1024, got '8,x'"),
     "plot_ipa_layer": (["{tmp}/r.json", "--plot", "{tmp}/p.png"],
                        "{tmp}/r.json: No such file or directory"),
+    "bench_distributed": (["--config", MISSING, "--length", "8"],
+                          f"config file not found: {MISSING}"),
 }  # fmt: skip
 
 TRAIN, SAMPLE = "configs/train_quickstart.config", "configs/sample_quickstart.config"
@@ -101,6 +104,8 @@ BUGS = {
     "bench_ipa_layer": ("genie.utils.paths:ensure_writable_file",
                         ["--lengths", "8", "--out", "{tmp}/o.json"]),
     "plot_ipa_layer": ("genie.utils.paths:ensure_writable_file", ["r.json", "--plot", "p.png"]),
+    "bench_distributed": ("genie.config.cli:load_with_defaults", ["--config", TRAIN,
+                                                                  "--length", "8"]),
 }  # fmt: skip
 
 

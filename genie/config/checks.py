@@ -139,12 +139,20 @@ def check_fused_triangle_kernels(cfg: GenieConfig) -> None:
 def upgrade_stored_config(values: dict) -> dict:
     """A config dict stored by an earlier version, in today's meaning (a copy).
 
+    Before ``useDistributed`` existed, ``devices`` > 1 meant Lightning's DDP: such configs get
+    ``useDistributed True`` (and ``distributedBackend gloo`` with ``accelerator cpu``).
     Before ``useKnnEnvironmentFeatures`` existed (no such key stored), the k-NN environment
     features of FlashIPA models on factorised pairs searched the coordinate graph whatever
     ``knnStrategy`` said; such checkpoints get ``knnStrategy coordinate``, which no other part
     of a factorised model reads.
     """
     values = dict(values)
+    if "useDistributed" not in values and values.get("devices", 1) > 1:
+        # before the distributed keys existed, devices > 1 trained with Lightning's default
+        # strategy (DDP) and the backend that suits the accelerator
+        values["useDistributed"] = True
+        if values.get("accelerator") == "cpu":
+            values["distributedBackend"] = "gloo"
     legacy = "useKnnEnvironmentFeatures" not in values
     if legacy and values.get("useFlashMode") and values.get("useFactorizedPairs"):
         values["knnStrategy"] = "coordinate"

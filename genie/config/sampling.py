@@ -7,9 +7,11 @@ import dataclasses
 import re
 
 from genie.config.checks import check_paths
+from genie.config.distributed import SEQUENCE_PARALLELISM_AVAILABLE, SEQUENCE_PARALLELISM_MISSING
 from genie.config.fields import (
     COMPILE_MODES,
     MAX_COUNT,
+    MAX_LAYERS,
     MAX_RESIDUES,
     MAX_SEED,
     MAX_STEPS,
@@ -155,6 +157,14 @@ class SampleConfig:
         "keep a diverged sample (NaN/inf coordinates, or beyond the PDB columns with outputFormat "
         "pdb) as NAME.diverged.npz; never as a structure file, so a re-run samples it again",
     )
+    useSequenceParallelism: bool = option(
+        False,
+        "torchrun: split each chain by residue over numSequenceShards ranks (sparse k-NN "
+        "models only)",
+    )
+    numSequenceShards: int = option(
+        1, "ranks that share one chain (useSequenceParallelism)", min=1, max=MAX_LAYERS
+    )
 
     def model_overrides(self) -> dict[str, int | str]:
         """The model keys this config sets for sampling (:data:`SAMPLING_MODEL_KEYS`)."""
@@ -181,3 +191,9 @@ class SampleConfig:
                         f"timestep and injects Genie's noise); set samplingStrategy ddim or "
                         f"{key} 0"
                     )
+        if self.numSequenceShards > 1 and not self.useSequenceParallelism:
+            raise ConfigError(
+                f"numSequenceShards = {self.numSequenceShards} needs useSequenceParallelism True"
+            )
+        if self.useSequenceParallelism and not SEQUENCE_PARALLELISM_AVAILABLE:
+            raise ConfigError(SEQUENCE_PARALLELISM_MISSING)

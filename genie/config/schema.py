@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from genie.config.checks import check_compatible
+from genie.config.distributed import DistributedKeys, check_distributed
 from genie.config.fields import (
     COMPILE_MODES,
     MAX_COUNT,
@@ -231,17 +232,17 @@ class TrainingKeys:
     accelerator: str = option(
         "auto", "Lightning accelerator", choices=("auto", "cpu", "gpu", "cuda")
     )
-    devices: int = option(1, "devices (GPUs) to train on", min=1, max=MAX_LAYERS)
 
 
 @dataclasses.dataclass
-class GenieConfig(TrainingKeys, ModelKeys, RunKeys):
-    """Everything a training run needs: data, model, diffusion and optimisation.
+class GenieConfig(DistributedKeys, TrainingKeys, ModelKeys, RunKeys):
+    """Everything a training run needs: data, model, diffusion, optimisation and processes.
 
-    Its keys are, in this order: :class:`RunKeys`, :class:`~genie.config.model_keys.ModelKeys`
-    and :class:`TrainingKeys`.
+    Its keys are, in this order: :class:`RunKeys`, :class:`~genie.config.model_keys.ModelKeys`,
+    :class:`TrainingKeys` and :class:`~genie.config.distributed.DistributedKeys`.
     """
 
     def __post_init__(self) -> None:
         check_fields(self)
         check_compatible(self)
+        check_distributed(self)

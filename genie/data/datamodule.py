@@ -6,9 +6,12 @@ Batches (see :func:`genie.data.dataset.collate_ca_batch`): ``coords`` float32 ``
 ``mask`` float32 ``[b, n]``, ``residue_index`` long ``[b, n]``, ``breaks`` bool ``[b, n]``,
 ``lengths`` long ``[b]``, ``names`` list of b str.
 
-Multi-GPU: the batch sampler shares batches out to ranks itself, so train with
+Several processes: the batch sampler shares the chains of each optimiser step out to the
+data-parallel ranks and the trainer's accumulation steps itself (every chain of an epoch once,
+every rank the same number of batches; :mod:`genie.data.shares`), so train with
 ``Trainer(use_distributed_sampler=False)`` (Lightning cannot inject its own sampler into a
-custom batch sampler and says so).
+custom batch sampler and says so). With sequence parallelism, the ``sequence_shards``
+consecutive ranks of one chain read the same batches.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class CaDataModule(pl.LightningDataModule):
         join_clearance: float = 5.0,
         cluster_sampling: bool = False,
         cluster_similarity: float = 0.3,
+        sequence_shards: int = 1,
+        even_validation: bool = False,
     ) -> None:
         """
         Args:
@@ -94,6 +99,11 @@ class CaDataModule(pl.LightningDataModule):
                 per epoch (an epoch then has as many items as training clusters).
             cluster_similarity: chance-corrected shared-3-mer threshold of the clustering,
                 in (0, 1] (0.3 ≈ 67 % identity).
+            sequence_shards: consecutive ranks that share one chain (sequence parallelism);
+                data-parallel ranks = world size / sequence_shards.
+            even_validation: every rank runs the same number of validation batches (needed
+                where a forward communicates, as FSDP's does); else every validation chain is
+                dealt once and ranks may differ by one batch.
         """
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
@@ -123,7 +133,12 @@ class CaDataModule(pl.LightningDataModule):
             raise ValueError(f"cluster_similarity must be in (0, 1], got {cluster_similarity}")
         self.cluster_sampling = cluster_sampling
         self.cluster_similarity = cluster_similarity
+        if sequence_shards < 1:
+            raise ValueError(f"sequence_shards must be >= 1, got {sequence_shards}")
+        self.sequence_shards = sequence_shards
+        self.even_validation = even_validation
         self.train_groups: np.ndarray | None = None
+        self._warned: set[tuple[str, int]] = set()
         self.arrays: CaDatasetArrays | None = None
         self.train_dataset: CaDataset | None = None
         self.val_dataset: CaDataset | None = None
@@ -234,16 +249,25 @@ class CaDataModule(pl.LightningDataModule):
             if dataset is not None:
                 dataset.set_max_length(max_length)
 
-    def _replicas(self) -> tuple[int, int]:
-        """``(num_replicas, rank)`` of the data: the strategy's data-parallel ranks (under
-        sequence parallelism the processes of a sequence group read the same batches)."""
+    def _replicas(self) -> tuple[int, int, int]:
+        """``(data-parallel ranks, this process's data-parallel rank, accumulation steps)``
+        from the trainer (1, 0, 1 without one). A parallel strategy names its data-parallel
+        ranks (Lightning's ``ModelParallelStrategy``: its mesh's data dimension, so the
+        processes of a sequence group read the same batches); with ``sequence_shards`` given
+        here, ranks ``g`` of one chain's sequence group share ``g // sequence_shards``, as in
+        the ``(data, sequence)`` device mesh."""
         trainer = getattr(self, "trainer", None)
         if trainer is None:
-            return 1, 0
-        if isinstance(trainer.strategy, ParallelStrategy):
+            return 1, 0, 1
+        accumulation = int(trainer.accumulate_grad_batches)
+        if isinstance(trainer.strategy, ParallelStrategy) and self.sequence_shards == 1:
             kwargs = trainer.strategy.distributed_sampler_kwargs
-            return int(kwargs["num_replicas"]), int(kwargs["rank"])
-        return int(trainer.world_size), int(trainer.global_rank)
+            return int(kwargs["num_replicas"]), int(kwargs["rank"]), accumulation
+        world, rank = int(trainer.world_size), int(trainer.global_rank)
+        if world % self.sequence_shards:
+            raise ValueError(f"{self.sequence_shards} sequence shards in a world of {world}")
+        shards = self.sequence_shards
+        return world // shards, rank // shards, accumulation
 
     @property
     def num_train_clusters(self) -> int | None:
@@ -254,7 +278,7 @@ class CaDataModule(pl.LightningDataModule):
     def _loader(
         self, dataset: CaDataset, *, shuffle: bool, groups: np.ndarray | None = None
     ) -> DataLoader:
-        num_replicas, rank = self._replicas()
+        num_replicas, rank, accumulation = self._replicas()
         sampler = LengthBucketBatchSampler(
             dataset,
             batch_size=self.batch_size,
@@ -262,9 +286,28 @@ class CaDataModule(pl.LightningDataModule):
             seed=self.seed,
             num_replicas=num_replicas,
             rank=rank,
+            accumulation=accumulation,
+            even=shuffle or self.even_validation,
             epoch_source=self._current_epoch if shuffle else None,
             groups=groups,
         )
+        what = "training" if shuffle else "validation"
+        if sampler.fewest_batches() == 0:
+            raise DataError(
+                f"{sampler.items_per_epoch()} {what} chain(s) per epoch cannot give each of the "
+                f"{num_replicas} data-parallel rank(s) a batch: use more data or fewer ranks"
+            )
+        left_out = sampler.left_out_per_epoch()
+        if left_out and rank == 0 and (what, left_out) not in self._warned:
+            self._warned.add((what, left_out))
+            total = sampler.items_per_epoch()
+            warnings.warn(
+                f"{left_out} of {total} {what} chain(s) per epoch are left out: "
+                f"the last step's chains cannot be shared out to {num_replicas} rank(s) with "
+                f"non-empty batches of at most {self.batch_size} (the epoch's shuffle leaves out "
+                "other chains each epoch); a chain count per epoch that divides evenly avoids it",
+                stacklevel=2,
+            )
         return DataLoader(
             dataset,
             batch_sampler=sampler,

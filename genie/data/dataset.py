@@ -39,9 +39,10 @@ class CaDataset(Dataset):
 
     Items are dicts: ``coords`` float32 ``[n, 3]`` (Å, centred on the crop's Cα centroid),
     ``residue_index`` long ``[n]`` (0..n-1 for one segment), ``breaks`` bool ``[n]`` (first
-    residue always False), ``name`` str; n = min(segment length, max_length), or exactly
-    max_length with ``concatenate`` (then shorter segments are joined to others: breaks at the
-    joins, residue index +``join_residue_gap`` across each, name ``a+b+...``).
+    residue always False), ``name`` str, ``item`` int (its position in this dataset) and
+    ``epoch`` int (of its crop); n = min(segment length, max_length), or exactly max_length
+    with ``concatenate`` (then shorter segments are joined to others: breaks at the joins,
+    residue index +``join_residue_gap`` across each, name ``a+b+...``).
     """
 
     def __init__(
@@ -140,8 +141,8 @@ class CaDataset(Dataset):
         iterator started) crop for the right epoch and length whatever their copy says."""
         item, epoch, max_length = key if isinstance(key, tuple) else (key, None, None)
         max_length = self.max_length if max_length is None else int(max_length)
+        epoch = self.epoch if epoch is None else int(epoch)
         if self.concatenate and self._lengths[item] < max_length:
-            epoch = self.epoch if epoch is None else epoch
             return self._concatenated(item, epoch=epoch, max_length=max_length)
         segment = int(self.indices[item])
         start, stop = self.crop_window(item, epoch=epoch, max_length=max_length)
@@ -155,6 +156,8 @@ class CaDataset(Dataset):
             "residue_index": torch.arange(n, dtype=torch.long),
             "breaks": torch.from_numpy(breaks),
             "name": str(self.arrays.names[segment]),
+            "item": int(item),
+            "epoch": epoch,
         }
 
     def _concatenated(self, item: int, *, epoch: int, max_length: int) -> dict[str, Any]:
@@ -182,6 +185,8 @@ class CaDataset(Dataset):
             "residue_index": torch.from_numpy(residue_index),
             "breaks": torch.from_numpy(breaks),
             "name": joined_name([str(self.arrays.names[p.segment]) for p in pieces]),
+            "item": int(item),
+            "epoch": epoch,
         }
 
 
@@ -194,7 +199,9 @@ def collate_ca_batch(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     Returns:
         ``coords`` float32 ``[b, n, 3]`` (0 at padding), ``mask`` float32 ``[b, n]`` (1 = real
         residue), ``residue_index`` long ``[b, n]`` (0 at padding), ``breaks`` bool ``[b, n]``,
-        ``lengths`` long ``[b]``, ``names`` list of b str; n = max(lengths).
+        ``lengths`` long ``[b]``, ``names`` list of b str, and where the items carry them
+        ``items``, ``epochs`` long ``[b]`` (dataset position and epoch of each item: the keys
+        of its random draws, :mod:`genie.training.draws`); n = max(lengths).
     """
     if not items:
         raise ValueError("cannot collate an empty batch")
@@ -210,7 +217,7 @@ def collate_ca_batch(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         mask[i, :k] = 1.0
         residue_index[i, :k] = item["residue_index"]
         breaks[i, :k] = item["breaks"]
-    return {
+    batch = {
         "coords": coords,
         "mask": mask,
         "residue_index": residue_index,
@@ -218,6 +225,10 @@ def collate_ca_batch(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "lengths": lengths,
         "names": [item["name"] for item in items],
     }
+    if all("item" in item for item in items):
+        batch["items"] = torch.tensor([item["item"] for item in items], dtype=torch.long)
+        batch["epochs"] = torch.tensor([item["epoch"] for item in items], dtype=torch.long)
+    return batch
 
 
 def split_train_val(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -190,6 +191,31 @@ def _set_aside(cfg: SampleConfig, job: SampleJob, xyz: torch.Tensor, frames, ste
                 job.length, job.seed, why, kept)  # fmt: skip
 
 
+def check_launch(cfg: SampleConfig) -> None:
+    """Sampling runs in one process; under torchrun only with ``useSequenceParallelism``, whose
+    ``numSequenceShards`` must divide the processes (each chain shared by a group of shards).
+
+    Raises:
+        ConfigError: several torchrun processes without sequence parallelism (every process
+            would sample, and write, every chain), or shards that do not divide them.
+    """
+    launched = torch.distributed.is_available() and torch.distributed.is_torchelastic_launched()
+    world = int(os.environ.get("WORLD_SIZE", "1")) if launched else 1
+    if not cfg.useSequenceParallelism:
+        if world > 1:
+            raise ConfigError(
+                f"sampling under torchrun with {world} processes and useSequenceParallelism "
+                "False: every process would sample every chain; start one process "
+                "(python sample/...)"
+            )
+        return
+    if world % cfg.numSequenceShards:
+        raise ConfigError(
+            f"numSequenceShards ({cfg.numSequenceShards}) does not divide the {world} torchrun "
+            "process(es)"
+        )
+
+
 def sample(cfg: SampleConfig, *, force: bool = False) -> list[Path]:
     """Run a sampling config; returns the structure files written by this call.
 
@@ -197,12 +223,14 @@ def sample(cfg: SampleConfig, *, force: bool = False) -> list[Path]:
         force: sample even where the memory estimate of a batch exceeds the free memory.
 
     Raises:
-        ConfigError: a bad key value (checked before any work).
+        ConfigError: a bad key value, or a torchrun launch that cannot sample
+            (:func:`check_launch`; checked before any work).
         NotADirectoryError, PermissionError, UserInputError: ``outputDirectory`` cannot be
             written (checked before the model is loaded).
     """
     if not cfg.checkpoint:
         raise ConfigError("checkpoint is empty: set it to a trained .ckpt file or a run folder")
+    check_launch(cfg)
     device = resolve_device(cfg.device)
     jobs = plan_jobs(cfg)
     ensure_writable_dir(cfg.outputDirectory, what="outputDirectory")

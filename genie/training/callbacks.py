@@ -42,7 +42,8 @@ class EpochSeedCallback(pl.Callback):
 
 
 class SpeedAndMemoryLogger(pl.Callback):
-    """Log training samples per second and, on GPU, the peak memory of the epoch (GiB). (Not
+    """Log training samples per second (per rank, the mean over ranks) and, on GPU, the peak
+    memory of the epoch (GiB, the largest over ranks). (Not
     Lightning's ``ThroughputMonitor``, which counts FLOPs and needs a fixed batch shape.)"""
 
     def __init__(self) -> None:
@@ -64,8 +65,10 @@ class SpeedAndMemoryLogger(pl.Callback):
             on_step=True,
             on_epoch=True,
             batch_size=size,
+            sync_dist=True,  # per rank: the mean over the ranks (× ranks = the whole run's)
         )
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if torch.cuda.is_available():
-            pl_module.log("train/peak_mem_gib", torch.cuda.max_memory_allocated() / 2**30)
+            peak = torch.cuda.max_memory_allocated() / 2**30
+            pl_module.log("train/peak_mem_gib", peak, sync_dist=True, reduce_fx="max")

@@ -29,6 +29,8 @@ from genie.model.build import build_denoiser, build_schedule
 from genie.model.compiled import CompiledDenoiser
 from genie.model.denoiser import GenieDenoiser
 from genie.model.layout import SequenceParallel
+from genie.training.distributed import is_fsdp
+from genie.training.draws import TRAIN_STREAM, VALIDATION_STREAM, draw_chain_noise
 from genie.training.objective import DistanceLoss, LossTerms, denoising_losses
 from genie.utils.runtime import resolve_compile_mode
 
@@ -105,12 +107,46 @@ class GenieModule(SequenceParallel, pl.LightningModule):
         sequence shards this process's share of it, whose gradients sum to the loss's)."""
         return self._losses(batch, generator=generator).objective
 
+    def _draw(
+        self, batch: dict[str, Any], *, generator: torch.Generator | None, stream: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``t [b]`` and ``ε [b, n, 3]`` (0 at padding) of a batch.
+
+        Batches of the data module name their chains (``items``, ``epochs``): each chain draws
+        from its own stream (:mod:`genie.training.draws`), whatever its batch, rank or
+        accumulation step. Other batches (and any call with a ``generator``) draw from
+        ``generator``, or from the global stream when it is None.
+        """
+        x0, mask = batch["coords"], batch["mask"]  # [b, n, 3] Å, [b, n]
+        if generator is None and "items" in batch:
+            epochs = (
+                batch["epochs"] if stream == TRAIN_STREAM else torch.zeros_like(batch["epochs"])
+            )
+            return draw_chain_noise(
+                lengths=batch["lengths"],
+                items=batch["items"],
+                epochs=epochs,
+                seed=self.config.seed,
+                stream=stream,
+                num_timesteps=self.schedule.num_timesteps,
+                n=x0.shape[1],
+                dtype=x0.dtype,
+                device=x0.device,
+            )
+        t = self.schedule.sample_timesteps(x0.shape[0], device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
+        return t, noise * mask[..., None]  # [b], [b, n, 3]
+
     def _losses(
-        self, batch: dict[str, Any], *, generator: torch.Generator | None = None
+        self,
+        batch: dict[str, Any],
+        *,
+        generator: torch.Generator | None = None,
+        stream: int = TRAIN_STREAM,
     ) -> LossTerms:
-        """Draw t and ε, predict ε̂ from x_t and score it (:mod:`genie.training.objective`:
-        ``lossType``; the ᾱ_t-weighted multi-scale distance loss with ``useMHCLoss``), on the
-        model's sequence layout."""
+        """Draw t and ε (:meth:`_draw`), predict ε̂ from x_t and score it
+        (:mod:`genie.training.objective`: ``lossType``; the ᾱ_t-weighted multi-scale distance
+        loss with ``useMHCLoss``), on the model's sequence layout."""
         cfg = self.config
         distance = None
         if cfg.useMHCLoss:
@@ -118,9 +154,10 @@ class GenieModule(SequenceParallel, pl.LightningModule):
             distance = DistanceLoss(weights=cfg.mhcWeights[:scales],
                                     cutoffs=DEFAULT_CUTOFFS[:scales],
                                     chunk_size=self.loss_chunk_size)  # fmt: skip
+        draws = self._draw(batch, generator=generator, stream=stream)  # t [b], ε [b, n, 3]
         return denoising_losses(self.denoise, self.schedule, batch,
                                 layout=self.sequence_layout, loss_type=cfg.lossType,
-                                distance=distance, generator=generator)  # fmt: skip
+                                distance=distance, draws=draws)  # fmt: skip
 
     def _log_terms(self, stage: str, terms: LossTerms, *, size: int, **kwargs: Any) -> None:
         """Log ``{stage}/loss``, ``{stage}/noise_loss`` and ``{stage}/distance_loss``."""
@@ -139,16 +176,21 @@ class GenieModule(SequenceParallel, pl.LightningModule):
                 "nothing of this step was written to a checkpoint"
             )
         size = batch["coords"].shape[0]
-        self._log_terms("train", terms, size=size, on_step=True, on_epoch=True)
+        # sync_dist: the step and epoch values are means over all ranks (a scalar all-reduce
+        # per term and step; the epoch mean weighs every batch by its chains)
+        self._log_terms("train", terms, size=size, on_step=True, on_epoch=True, sync_dist=True)
         # DDP averages gradients over all processes; × the shards, that is the sum over a
         # chain's shards (genie.training.sequence_parallel). One process: the loss itself.
         return terms.objective * self.sequence_layout.num_shards
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        # The same timesteps and noise at every validation pass, so epochs are comparable.
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(self.config.seed * 100_003 + batch_idx)
-        terms = self._losses(batch, generator=generator)
+        # The same timesteps and noise at every validation pass, so epochs are comparable: each
+        # chain's own stream (whatever the rank), or one per batch for a batch without names.
+        generator = None
+        if "items" not in batch:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(self.config.seed * 100_003 + batch_idx)
+        terms = self._losses(batch, generator=generator, stream=VALIDATION_STREAM)
         size = batch["coords"].shape[0]
         self._log_terms("val", terms, size=size, sync_dist=True)
         bucket = ((terms.t - 1) * T_BUCKETS) // self.schedule.num_timesteps  # [b], 0..T_BUCKETS-1
@@ -208,12 +250,29 @@ class GenieModule(SequenceParallel, pl.LightningModule):
         )
 
     def on_before_optimizer_step(self, optimizer) -> None:
+        """Log the gradient norm before clipping (``train/grad_norm``): of the whole model on
+        every strategy (under FSDP each rank holds a shard of the gradients: the squared norms
+        of the shards are summed over the ranks)."""
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if grads:
-            norm = torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(g) for g in grads])
-            )
-            self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+        fsdp = self._trainer is not None and is_fsdp(self.trainer.strategy)
+        if grads or fsdp:
+            squares = sum(g.float().pow(2).sum() for g in grads) if grads else None
+            if squares is None:
+                squares = torch.zeros((), device=self.device)
+            if fsdp:
+                squares = self.trainer.strategy.reduce(squares, reduce_op="sum")
+            self.log("train/grad_norm", squares.sqrt(), on_step=True, on_epoch=False)
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        """Clip the gradient norm (``gradientClipVal``). Under FSDP the norm must be taken over
+        every rank's shard, which only the root FSDP module's ``clip_grad_norm_`` does
+        (Lightning's FSDP precision plugin refuses to clip by norm)."""
+        if gradient_clip_val and is_fsdp(self.trainer.strategy):
+            self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
 
 def use_fused_adamw(*, device_type: str, precision: str, gradient_clip_val: float | None) -> bool:

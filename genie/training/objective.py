@@ -80,13 +80,19 @@ def denoising_losses(
     loss_type: str,
     distance: DistanceLoss | None,
     generator: torch.Generator | None = None,
+    draws: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> LossTerms:
     """Draw t and ε for ``batch`` (``coords [b, n, 3]`` Å, ``mask [b, n]``, optional
     ``residue_index [b, n]``: the whole chains), predict ε̂ with ``model`` on ``layout`` and
-    score it (module docstring). ``generator`` (default: the global stream) draws t, then ε."""
+    score it (module docstring). ``draws`` gives ``(t [b], ε [b, n, 3])`` drawn already (the
+    per-chain streams of :mod:`genie.training.draws`); else ``generator`` (default: the global
+    stream) draws t, then ε."""
     x0, mask = batch["coords"], batch["mask"]  # [b, n, 3] Å, [b, n]
-    t = schedule.sample_timesteps(x0.shape[0], device=x0.device, generator=generator)
-    noise = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
+    if draws is None:
+        t = schedule.sample_timesteps(x0.shape[0], device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
+    else:
+        t, noise = draws
     noise = noise * mask[..., None]  # [b, n, 3]
     x_t = schedule.add_noise(x0, t, noise)  # [b, n, 3]
     _check_same_timesteps(t, layout)

@@ -10,15 +10,17 @@ run from a checkpoint's model weights alone (fresh optimiser, warm-up and epoch 
 fine-tuning, or to go on from a checkpoint that holds weights only. Both checkpoints are read and
 checked before anything of the run is written (:mod:`genie.training.from_checkpoint`).
 
-Launchers: ``python train/...`` trains on ``devices`` GPUs of this machine (Lightning starts the
-extra processes itself); under ``torchrun`` every process is already started, and the trainer takes
-its layout from the launcher (``LOCAL_WORLD_SIZE`` devices per node, ``WORLD_SIZE`` processes in
-all) instead of ``devices``.
+Launchers (``useDistributed``, docs/DISTRIBUTED.md): ``python train/...`` trains on ``devices``
+devices of each of ``numNodes`` nodes (Lightning starts the extra processes itself); under
+``torchrun`` every process is already started, and the trainer takes its layout from the launcher
+(``LOCAL_WORLD_SIZE`` devices per node, ``WORLD_SIZE`` processes in all) instead of ``devices`` and
+``numNodes``. Rank 0 alone writes the run folder (config, events, checkpoints, pictures).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import logging
 import os
@@ -31,15 +33,20 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.strategies import Strategy
 
 from genie.config import ConfigError, GenieConfig, save_config
 from genie.config.cli import add_config_arguments, load_with_defaults
+from genie.config.distributed import data_parallel_layout
 from genie.config.schema import LOG_SAMPLES_LENGTH
 from genie.data.datamodule import CaDataModule, uses_cache
-from genie.model.build import model_sizes
+from genie.model.build import build_denoiser, model_sizes
 from genie.model.memory import peak_bytes, require_memory
+from genie.model.stack import PairStack
+from genie.model.structure.stack import StructureNet
 from genie.training.callbacks import EpochSeedCallback, SpeedAndMemoryLogger
 from genie.training.curriculum import ProgressiveLengthCallback
+from genie.training.distributed import distributed_strategy, torchrun_layout
 from genie.training.from_checkpoint import check_resume, load_initial_weights
 from genie.training.module import GenieModule
 from genie.training.pictures import SamplePictures
@@ -80,21 +87,9 @@ def build_datamodule(cfg: GenieConfig) -> CaDataModule:
         join_clearance=cfg.joinClearance,
         cluster_sampling=cfg.sampleByCluster,
         cluster_similarity=cfg.clusterSimilarity,
+        sequence_shards=cfg.numSequenceShards,
+        even_validation=cfg.useDistributed and cfg.distributedStrategy == "fsdp",
     )
-
-
-def torchrun_layout() -> tuple[int, int] | None:
-    """``(devices per node, nodes)`` of a ``torchrun`` launch (from ``LOCAL_WORLD_SIZE`` and
-    ``WORLD_SIZE``), or None when this process was not started by torchrun."""
-    if not torch.distributed.is_available() or not torch.distributed.is_torchelastic_launched():
-        return None
-    world = int(os.environ["WORLD_SIZE"])
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    if local < 1 or world % local:
-        raise ConfigError(
-            f"torchrun: WORLD_SIZE ({world}) is not a multiple of LOCAL_WORLD_SIZE ({local})"
-        )
-    return local, world // local
 
 
 def _run_version(cfg: GenieConfig, resume: Path | None) -> str | int | None:
@@ -143,20 +138,104 @@ def build_callbacks(cfg: GenieConfig) -> list[pl.Callback]:
     return callbacks
 
 
-def build_trainer(cfg: GenieConfig, *, resume: Path | None = None, **overrides) -> pl.Trainer:
+def uses_cuda(cfg: GenieConfig) -> bool:
+    """Whether the trainer runs on CUDA devices: ``accelerator`` gpu/cuda, or auto on a machine
+    with one."""
+    return cfg.accelerator in ("gpu", "cuda") or (
+        cfg.accelerator == "auto" and torch.cuda.is_available()
+    )
+
+
+def build_strategy(cfg: GenieConfig, *, model: torch.nn.Module | None = None) -> Strategy:
+    """Lightning's DDP or FSDP for ``useDistributed`` (:func:`genie.training.distributed.
+    distributed_strategy`); ``model``: the denoiser whose gradients PowerSGD compresses
+    (``gradientCompressionRatio``; built from ``cfg`` when None)."""
+    shapes = None
+    if cfg.gradientCompressionRatio is not None:
+        model = model if model is not None else build_denoiser(cfg, announce=False)
+        shapes = [p.shape for p in model.parameters() if p.requires_grad]
+    return distributed_strategy(
+        strategy=cfg.distributedStrategy,
+        backend=cfg.distributedBackend,
+        cuda=uses_cuda(cfg),
+        compression_ratio=cfg.gradientCompressionRatio,
+        parameter_shapes=shapes,
+        bucket_size_mb=cfg.gradientBucketSizeMB if cfg.useGradientBucketing else None,
+        fsdp_units={PairStack, StructureNet},
+    )
+
+
+def with_launch_layout(cfg: GenieConfig) -> GenieConfig:
+    """``cfg`` with the ``devices`` and ``numNodes`` of this launch (torchrun's, when torchrun
+    started it), so that the run folder's config and the checkpoints name the layout that
+    trained; checked like a config file (``useDistributed`` for more than one process)."""
+    layout = torchrun_layout()
+    if layout is None or layout == (cfg.devices, cfg.numNodes):
+        return cfg
+    return dataclasses.replace(cfg, devices=layout[0], numNodes=layout[1])
+
+
+def launch_layout(cfg: GenieConfig) -> tuple[int, int]:
+    """``(devices per node, nodes)`` of this run: torchrun's, else ``devices`` × ``numNodes``."""
+    layout = torchrun_layout()
+    if layout is None:
+        return cfg.devices, cfg.numNodes
+    if layout != (cfg.devices, cfg.numNodes):
+        log.info(
+            "torchrun starts %d process(es) per node on %d node(s): training on %d device(s) per "
+            "node (the config's devices = %d, numNodes = %d apply to plain launches only)",
+            *layout, layout[0], cfg.devices, cfg.numNodes,
+        )  # fmt: skip
+    return layout
+
+
+def build_trainer(
+    cfg: GenieConfig,
+    *,
+    resume: Path | None = None,
+    model: torch.nn.Module | None = None,
+    **overrides,
+) -> pl.Trainer:
     """A Trainer for ``cfg``. ``overrides`` are Trainer arguments that win over the config's,
     except ``callbacks``, which are added to the run's own.
 
+    Args:
+        resume: the checkpoint a resumed run continues (its run folder is reused).
+        model: the denoiser to train (for the PowerSGD rank, :func:`build_strategy`).
+
     Raises:
-        ConfigError: ``accelerator gpu`` (or ``cuda``) where no CUDA device is available.
+        ConfigError: ``accelerator gpu`` (or ``cuda``) where no CUDA device is available; a
+            launch of several processes without ``useDistributed``; a layout that
+            ``numSequenceShards`` or ``effectiveBatchSize`` does not divide.
     """
     if cfg.accelerator in ("gpu", "cuda") and "accelerator" not in overrides:
         if not torch.cuda.is_available():
             raise ConfigError(
                 f"accelerator {cfg.accelerator}: no CUDA device is available; use auto or cpu"
             )
+    devices, num_nodes = launch_layout(cfg)
+    world = devices * num_nodes
+    gpus = torch.cuda.device_count()
+    if torchrun_layout() is None and uses_cuda(cfg) and devices > gpus:
+        raise ConfigError(
+            f"devices = {devices}: this machine has {gpus} CUDA device(s); lower devices (per "
+            "node) or start one process per GPU with torchrun"
+        )
+    if world > 1 and not cfg.useDistributed:
+        raise ConfigError(
+            f"torchrun started {world} processes but useDistributed is False: set "
+            "useDistributed True (and distributedBackend gloo on CPU), or start one process"
+        )
+    _, accumulation = data_parallel_layout(
+        world_size=world,
+        sequence_shards=cfg.numSequenceShards,
+        batch_size=cfg.batchSize,
+        effective_batch_size=cfg.effectiveBatchSize,
+        world=f"this launch ({devices} per node × {num_nodes} node(s))",
+    )
+    strategy = build_strategy(cfg, model=model) if cfg.useDistributed else "auto"
     logger = TensorBoardLogger(cfg.logDirectory, name=cfg.name, version=_run_version(cfg, resume))
-    folder = Path(logger.log_dir) / "checkpoints"
+    folder = Path(logger.log_dir) / "checkpoints"  # rank 0's: ModelCheckpoint broadcasts it
     best = ModelCheckpoint(
         dirpath=folder,
         filename="best-epoch{epoch:04d}",
@@ -177,23 +256,13 @@ def build_trainer(cfg: GenieConfig, *, resume: Path | None = None, **overrides) 
         enable_version_counter=False,  # overwrite last.ckpt, also on resume (never last-v1.ckpt)
     )
     callbacks = [best, last, *build_callbacks(cfg), *overrides.pop("callbacks", [])]
-    devices, num_nodes = cfg.devices, 1
-    layout = torchrun_layout()
-    if layout is not None:
-        if layout[0] != cfg.devices:
-            log.info(
-                "torchrun starts %d process(es) per node: training on %d device(s) per node "
-                "(the config's devices = %d applies to plain launches only)",
-                layout[0],
-                layout[0],
-                cfg.devices,
-            )
-        devices, num_nodes = layout
     kwargs = dict(
         max_epochs=cfg.numEpochs,
         accelerator="gpu" if cfg.accelerator == "cuda" else cfg.accelerator,
         devices=devices,
         num_nodes=num_nodes,
+        strategy=strategy,
+        accumulate_grad_batches=accumulation,
         precision=lightning_precision(
             use_mixed_precision=cfg.useMixedPrecision, precision=cfg.precision
         ),
@@ -224,7 +293,12 @@ def check_training_memory(cfg: GenieConfig, *, force: bool = False) -> None:
     # none is refused by build_trainer), the host's
     gpu = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
     needed = peak_bytes(model_sizes(cfg), length=length, batch=cfg.batchSize, training=True)
-    require_memory(needed, device=torch.device("cuda" if gpu else "cpu"), force=force,
+    # this process's GPU: each rank of a node trains on GPU LOCAL_RANK (torchrun and Lightning's
+    # launcher set it), and asking another GPU would open a CUDA context there
+    device = (
+        torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if gpu else torch.device("cpu")
+    )
+    require_memory(needed, device=device, force=force,
                    what=f"a training step of {cfg.batchSize} chain(s) of {length:,} residues",
                    keys="maximumNumResidues (the crop length) or batchSize, or switch on "
                         "useGradientCheckpointing")  # fmt: skip
@@ -252,6 +326,7 @@ def train(
         ConfigError: the checkpoint's model differs from ``cfg``'s
             (:mod:`genie.training.from_checkpoint`).
     """
+    cfg = with_launch_layout(cfg)
     check_output_folders(cfg)
     if resume and init_weights:
         raise ConfigError("--resume and --init-weights exclude each other: give one")
@@ -266,7 +341,7 @@ def train(
     if init_weights:
         load_initial_weights(module, Path(init_weights))
         print(f"[genie] model weights from {init_weights} (new optimiser, schedule and counters)")
-    trainer = build_trainer(cfg, resume=resume, **trainer_overrides)
+    trainer = build_trainer(cfg, resume=resume, model=module.model, **trainer_overrides)
     if trainer.is_global_zero:
         run_dir = Path(trainer.logger.log_dir)
         save_config(cfg, run_dir / "config.resolved", header="Resolved config of this run.")
@@ -320,7 +395,13 @@ def main(
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     args = parse_args(argv, description=description)
     try:
-        cfg, applied = load_with_defaults(GenieConfig, args.config, args.overrides, defaults)
+        overrides = list(args.overrides)
+        layout = torchrun_layout()
+        if layout is not None:  # the launcher's layout replaces the config's devices, numNodes
+            overrides += [f"devices={layout[0]}", f"numNodes={layout[1]}"]
+            print(f"[genie] torchrun: devices={layout[0]}, numNodes={layout[1]} (the launcher's "
+                  "layout; the config's devices and numNodes apply to plain launches)")  # fmt: skip
+        cfg, applied = load_with_defaults(GenieConfig, args.config, overrides, defaults)
         if applied:
             print(f"[genie] defaults of this entry point: {', '.join(applied)}")
         train(cfg, resume=args.resume, init_weights=args.init_weights, force=args.force)

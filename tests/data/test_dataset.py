@@ -189,34 +189,6 @@ def test_bucket_sampler_epochs_and_current_max_length():
         assert crop[before].max() <= crop[after].min()
 
 
-@pytest.mark.parametrize(("n", "drop_last"), [(96, False), (100, False), (100, True)])
-def test_bucket_sampler_shares_batches_between_ranks(n, drop_last):
-    dataset = _dataset_of_lengths(n)
-    shares = []
-    for rank in range(3):
-        sampler = LengthBucketBatchSampler(
-            dataset,
-            batch_size=8,
-            shuffle=True,
-            seed=0,
-            drop_last=drop_last,
-            num_replicas=3,
-            rank=rank,
-        )
-        sampler.set_epoch(2)
-        shares.append(indices(sampler))
-        assert len(shares[-1]) == len(sampler)
-    assert len({len(s) for s in shares}) == 1  # same count per rank
-    all_batches = [tuple(b) for share in shares for b in share]
-    if n == 96:  # 12 batches, 4 per rank: disjoint and complete
-        assert len(set(all_batches)) == 12
-        assert sorted(i for b in all_batches for i in b) == list(range(96))
-    elif not drop_last:  # 13 batches padded to 15 by repeating the first two
-        assert len(all_batches) == 15 and len(set(all_batches)) == 13
-    else:  # 12 full batches, 4 per rank
-        assert len(set(all_batches)) == 12 and all(len(b) == 8 for b in all_batches)
-
-
 def test_split_train_val_is_seeded_and_disjoint():
     train, val = split_train_val(100, val_fraction=0.2, seed=0)
     assert len(val) == 20 and len(train) == 80

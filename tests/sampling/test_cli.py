@@ -14,7 +14,7 @@ from helpers import REPO, write_tiny_checkpoint
 from torch.testing import assert_close
 
 from genie.checkpoint import read_checkpoint
-from genie.config import SampleConfig
+from genie.config import ConfigError, SampleConfig
 from genie.config.cli import load_with_defaults
 from genie.data.structure_io import read_ca_segments
 from genie.model import memory
@@ -179,3 +179,13 @@ def test_a_batch_that_cannot_fit_is_refused_before_sampling(checkpoint, tmp_path
                  "device=cpu", "sampleLengths=5", "samplesPerLength=1"):  # fmt: skip
         args += ["--set", item]
     assert main(args) == 0 and len(list((tmp_path / "forced").glob("*.pdb"))) == 1
+
+
+def test_sampling_under_torchrun_needs_sequence_parallelism(monkeypatch):
+    from genie.sampling.run import check_launch
+
+    check_launch(SampleConfig())  # one process: fine
+    for key, value in {"TORCHELASTIC_RUN_ID": "test", "WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match="every process would sample every chain"):
+        check_launch(SampleConfig())
