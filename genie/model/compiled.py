@@ -100,7 +100,7 @@ class CompiledDenoiser:
             except torch.cuda.OutOfMemoryError:
                 raise  # not a compiler failure: eager would not fit either
             except Exception as err:  # noqa: BLE001 - any compiler failure: run eagerly instead
-                self.failed = f"{type(err).__name__}: {err}".splitlines()[0][:500]
+                self.failed = _describe(err)
                 log.warning("torch.compile failed (%s); running the model eagerly", self.failed)
         return self.model(coords, timesteps, mask, residue_index, graph=graph)
 
@@ -110,6 +110,18 @@ class CompiledDenoiser:
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are done
         out = self._compiled(coords, timesteps, mask, residue_index, graph=graph)
         return out.clone() if self.mode == "reduce-overhead" else out
+
+
+def _describe(err: BaseException) -> str:
+    """One line naming a compiler failure and its root cause (the compiler wraps the error it
+    met, e.g. ``BackendCompilerFailed`` around a backend's own exception)."""
+    root = err
+    while root.__cause__ is not None:
+        root = root.__cause__
+    text = f"{type(err).__name__}: {err}"
+    if root is not err:
+        text = f"{type(err).__name__} ({type(root).__name__}: {root})"
+    return " ".join(text.split())[:500]
 
 
 def maybe_compile(model: nn.Module, *, mode: str) -> Any:
