@@ -7,8 +7,8 @@ model with no other file and loads with ``torch.load(..., weights_only=True)``; 
 a checksum of the weights (``genie_checksum``, :func:`genie.checkpoint.checksum_entry`), verified
 by the one checkpoint reader, :func:`genie.checkpoint.load_checkpoint_file`.
 
-Losses are computed in fp32 whatever the autocast state: the model's ε̂ is upcast before any
-loss arithmetic (the pairwise distance loss also disables autocast for its distances).
+Losses are computed in fp32 whatever the autocast state: the model's output is upcast before
+any loss arithmetic (the pairwise distance loss also disables autocast for its distances).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from genie.diffusion import (
     per_chain_distance_loss,
     per_chain_loss,
 )
-from genie.model.build import build_denoiser, build_schedule
+from genie.diffusion.parametrisation import centred
+from genie.model.build import build_denoiser, build_parametrisation, build_schedule
 from genie.model.denoiser import GenieDenoiser
 
 T_BUCKETS = 4  # validation loss is also logged per quarter of the timestep range
@@ -60,6 +61,7 @@ class GenieModule(pl.LightningModule):
         self.save_hyperparameters({"config": dataclasses.asdict(config)})
         self.model = build_denoiser(config) if model is None else model
         self.schedule = build_schedule(config)
+        self.parametrisation = build_parametrisation(config)
 
     def on_fit_start(self) -> None:
         """Record the model size (logged once by the builder) in TensorBoard: distinct trainable
@@ -90,13 +92,16 @@ class GenieModule(pl.LightningModule):
     def _losses(
         self, batch: dict[str, Any], *, generator: torch.Generator | None = None
     ) -> LossTerms:
-        """Draw t and ε, predict ε̂ from x_t and score it.
+        """Draw t and ε, noise x0 with the chain's σ, predict from x_t and score it.
 
-        The noise loss compares ε̂ with ε (``lossType``). With ``useMHCLoss`` the multi-scale
-        distance loss (:mod:`genie.diffusion.distance_loss`) scores the predicted clean structure
-
-            x̂0 = (x_t − √(1−ᾱ_t) ε̂) / √ᾱ_t
-
+        x_t = √ᾱ_t x0 + √(1−ᾱ_t) σ ε with σ of ``noiseScale`` (1 Å for Genie's unit noise).
+        The noise loss compares ε̂ with ε (``lossType``; x̂0/σ with x0/σ for
+        ``predictionTarget x0``, :mod:`genie.diffusion.parametrisation`). With
+        ``selfConditioning``, on a random half of the steps (Chen et al. 2022) the model
+        first predicts x̂0 without it under ``torch.no_grad`` and then again with that
+        x̂0 (centred) as ``self_condition``; the loss scores the second prediction. With
+        ``useMHCLoss`` the multi-scale distance loss (:mod:`genie.diffusion.distance_loss`)
+        scores the predicted clean structure x̂0 (for ε: x̂0 = (x_t − √(1−ᾱ_t) σ ε̂) / √ᾱ_t)
         against x0, weighted per chain by ᾱ_t. DISCREPANCY (deliberate): the weight is ours, not
         part of the loss's definition. x̂0 amplifies the error of ε̂ by √(1−ᾱ_t)/√ᾱ_t, about
         600× at t = T for the cosine schedule, so unweighted high-noise steps would dominate
@@ -107,18 +112,28 @@ class GenieModule(pl.LightningModule):
         """
         cfg = self.config
         x0, mask = batch["coords"], batch["mask"]  # [b, n, 3] Å, [b, n]
+        residue_index = batch.get("residue_index")
         t = self.schedule.sample_timesteps(x0.shape[0], device=x0.device, generator=generator)
         noise = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
-        noise = noise * mask[..., None]  # [b, n, 3]
-        x_t = self.schedule.add_noise(x0, t, noise)  # [b, n, 3]
-        eps_hat = self.model(x_t, t, mask, batch.get("residue_index")).float()  # [b, n, 3]
-        noise_term = noise_loss(eps_hat, noise, mask, kind=cfg.lossType)
-        per_chain = per_chain_loss(eps_hat, noise, mask, kind=cfg.lossType)  # [b]
+        noise = noise * mask[..., None]  # [b, n, 3], ε
+        sigma = self.parametrisation.noise.training(x0, mask)  # [b] Å
+        x_t = self.schedule.add_noise(x0, t, noise * sigma[:, None, None])  # [b, n, 3]
+        alpha_bar = self.schedule.alpha_bar[t]  # [b]
+        previous = None
+        if self.model.self_conditioning and _coin(x0.device, generator):
+            with torch.no_grad():
+                first = self.model(x_t, t, mask, residue_index).float()
+                first = self.parametrisation.predict(first, x_t.float(), mask, alpha_bar=alpha_bar)
+            previous = centred(first.x0, mask)  # [b, n, 3] Å
+        output = self.model(x_t, t, mask, residue_index, self_condition=previous).float()
+        prediction = self.parametrisation.predict(output, x_t.float(), mask, alpha_bar=alpha_bar)
+        predicted, target = self.parametrisation.loss_pair(prediction, x0=x0, noise=noise,
+                                                           sigma=sigma)  # fmt: skip
+        noise_term = noise_loss(predicted, target, mask, kind=cfg.lossType)
+        per_chain = per_chain_loss(predicted, target, mask, kind=cfg.lossType)  # [b]
         if not cfg.useMHCLoss:
             return LossTerms(noise_term, noise_term, None, per_chain, t)
-        alpha_bar = self.schedule.alpha_bar[t]  # [b]
-        ab = alpha_bar[:, None, None]  # [b, 1, 1]
-        x0_hat = (x_t.float() - (1 - ab).sqrt() * eps_hat) / ab.sqrt()  # [b, n, 3] Å
+        x0_hat = prediction.x0  # [b, n, 3] Å
         scales = cfg.mhcNumScales
         distance_per_chain = alpha_bar * per_chain_distance_loss(
             x0_hat,
@@ -227,6 +242,11 @@ class GenieModule(pl.LightningModule):
                 torch.stack([torch.linalg.vector_norm(g) for g in grads])
             )
             self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+
+
+def _coin(device: torch.device, generator: torch.Generator | None) -> bool:
+    """True with probability ½ (from ``generator``, else torch's global random stream)."""
+    return bool(torch.rand((), device=device, generator=generator) < 0.5)
 
 
 def use_fused_adamw(*, device_type: str, precision: str, gradient_clip_val: float | None) -> bool:
