@@ -67,6 +67,15 @@ class Parametrisation:
                 f"predictionTarget: unknown {self.target!r} ({', '.join(PREDICTION_TARGETS)})"
             )
 
+    def describe(self) -> str:
+        """What the model's output means, in words: ``unit noise, epsilon``, ``fixed σ 10 Å,
+        x0``, ``length-aware σ, x0``; two parametrisations with the same words train and sample
+        the same way (``sigma`` counts only for ``fixed``)."""
+        noise = {"unit": "unit noise", "length": "length-aware σ"}.get(
+            self.noise.kind, f"fixed σ {self.noise.sigma:g} Å"
+        )
+        return f"{noise}, {self.target}"
+
     def predict(
         self,
         output: torch.Tensor,
