@@ -125,7 +125,8 @@ class GenieModule(pl.LightningModule):
                 first = self.model(x_t, t, mask, residue_index).float()
                 first = self.parametrisation.predict(first, x_t.float(), mask, alpha_bar=alpha_bar)
             previous = centred(first.x0, mask)  # [b, n, 3] Å
-        output = self.model(x_t, t, mask, residue_index, self_condition=previous).float()
+        sc = {} if previous is None else {"self_condition": previous}
+        output = self.model(x_t, t, mask, residue_index, **sc).float()
         prediction = self.parametrisation.predict(output, x_t.float(), mask, alpha_bar=alpha_bar)
         predicted, target = self.parametrisation.loss_pair(prediction, x0=x0, noise=noise,
                                                            sigma=sigma)  # fmt: skip
