@@ -181,7 +181,7 @@ def run_lanes(lanes: dict[str, list[list[str]]], *, log_dir: Path, step: str, gp
 
 def data_step(args: argparse.Namespace) -> None:
     command = [sys.executable, "-m", "genie.data.preprocess", *SOURCES, "--keep-chain-breaks",
-               "--min-length", "40", "--cache-dir", ".genie_cache",
+               "--min-length", "40", "--cache-dir", ".bench_data/cache",
                "--output", str(args.data)]  # fmt: skip
     subprocess.run(command, cwd=REPO, check=True)
 
