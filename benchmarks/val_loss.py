@@ -5,8 +5,12 @@
 
 Every checkpoint is scored on the same validation segments (the split of the first
 checkpoint's config, rebuilt from ``--data``), with the same timesteps and noise for every model
-(``draws`` noise draws per batch), using Genie's per-residue L2 noise loss only — so models
-trained with extra loss terms are compared on the common objective.
+(``draws`` noise draws per batch), using the per-residue L2 denoising loss only — so models
+trained with extra loss terms are compared on the common objective. Each model is noised with
+its own noise scale σ and scored on its own target (ε, or x0/σ for ``predictionTarget x0``:
+:mod:`genie.diffusion.parametrisation`), in one pass without self-conditioning; for Genie's
+unit noise and ε this is Genie's noise loss, and only models of one noise scale and target are
+comparable.
 """
 
 from __future__ import annotations
@@ -38,8 +42,15 @@ def score(module, datamodule, *, draws: int, device: torch.device) -> float:
         for _ in range(draws):
             t = module.schedule.sample_timesteps(x0.shape[0], device=device, generator=gen)
             eps = torch.randn(x0.shape, device=device, generator=gen) * mask[..., None]
-            eps_hat = module.model(module.schedule.add_noise(x0, t, eps), t, mask)
-            total += noise_loss(eps_hat.float(), eps, mask).item()
+            sigma = module.parametrisation.noise.training(x0, mask)  # [b] Å
+            x_t = module.schedule.add_noise(x0, t, eps * sigma[:, None, None])
+            output = module.model(x_t, t, mask).float()
+            ab = module.schedule.alpha_bar[t]
+            prediction = module.parametrisation.predict(output, x_t, mask, alpha_bar=ab)
+            predicted, target = module.parametrisation.loss_pair(
+                prediction, x0=x0, noise=eps, sigma=sigma
+            )
+            total += noise_loss(predicted, target, mask).item()
             count += 1
     return total / count
 

@@ -21,15 +21,16 @@ import pickle
 import re
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from genie.config import ConfigError, GenieConfig, config_from_dict
+from genie.diffusion.parametrisation import Parametrisation
 from genie.diffusion.schedule import DiffusionSchedule
-from genie.model.build import build_denoiser, build_schedule
+from genie.model.build import build_denoiser, build_parametrisation, build_schedule
 from genie.model.denoiser import GenieDenoiser
 
 log = logging.getLogger(__name__)
@@ -215,12 +216,14 @@ def _require_finite(state: Mapping[str, torch.Tensor], path: Path, what: str) ->
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A denoiser (eval mode) with its schedule and the config it was built from."""
+    """A denoiser (eval mode) with its schedule, what its output means (noise scale and
+    prediction target) and the config it was built from."""
 
     model: GenieDenoiser
     schedule: DiffusionSchedule
     config: GenieConfig
     path: Path
+    parametrisation: Parametrisation = field(default_factory=Parametrisation)
 
 
 def read_checkpoint(
@@ -261,4 +264,5 @@ def read_checkpoint(
         ) from None
     model.to(map_location).eval()
     schedule = build_schedule(config).to(map_location)
-    return TrainedModel(model=model, schedule=schedule, config=config, path=path)
+    return TrainedModel(model=model, schedule=schedule, config=config, path=path,
+                        parametrisation=build_parametrisation(config))  # fmt: skip

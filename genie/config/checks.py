@@ -97,6 +97,23 @@ def check_compatible(cfg: GenieConfig) -> None:
                 f"progressiveEndLength ({cfg.progressiveEndLength}) exceeds maximumNumResidues "
                 f"({cfg.maximumNumResidues}); raise maximumNumResidues or lower the end length"
             )
+    has_graph = cfg.useSparseKNN or (
+        cfg.useFactorizedPairs
+        and (cfg.useFlashMode if cfg.useKnnEnvironmentFeatures is None
+             else cfg.useKnnEnvironmentFeatures)
+    )  # fmt: skip
+    if cfg.selfConditionGraph and not (cfg.selfConditioning and has_graph):
+        raise ConfigError(
+            "selfConditionGraph builds the k-NN graph from the self-conditioned x̂0: it needs "
+            "selfConditioning True and a model with a k-NN graph (useSparseKNN True, or "
+            "factorised pairs with useKnnEnvironmentFeatures)"
+        )
+    if cfg.randomNeighbors and not has_graph:
+        raise ConfigError(
+            f"randomNeighbors = {cfg.randomNeighbors} adds edges to the k-NN graph, but this "
+            "model has none: set useSparseKNN True (or factorised pairs with "
+            "useKnnEnvironmentFeatures), or randomNeighbors 0"
+        )
     if cfg.useMHCLoss and len(cfg.mhcWeights) < cfg.mhcNumScales:
         raise ConfigError(
             f"mhcWeights has {len(cfg.mhcWeights)} values but mhcNumScales is "
@@ -136,6 +153,17 @@ def check_fused_triangle_kernels(cfg: GenieConfig) -> None:
         )
 
 
+# The diffusion and graph keys of issue 15, with the value that every checkpoint written
+# before them was trained with (whatever the defaults of later versions).
+_BEFORE_ISSUE_15 = {
+    "noiseScale": "unit",
+    "predictionTarget": "epsilon",
+    "selfConditioning": False,
+    "selfConditionGraph": False,
+    "randomNeighbors": 0,
+}
+
+
 def upgrade_stored_config(values: dict) -> dict:
     """A config dict stored by an earlier version, in today's meaning (a copy).
 
@@ -145,6 +173,10 @@ def upgrade_stored_config(values: dict) -> dict:
     features of FlashIPA models on factorised pairs searched the coordinate graph whatever
     ``knnStrategy`` said; such checkpoints get ``knnStrategy coordinate``, which no other part
     of a factorised model reads.
+
+    Before ``noiseScale`` and the other keys of :data:`_BEFORE_ISSUE_15` existed, every model was
+    trained on Genie's unit noise, predicting ε, without self-conditioning or random edges: a
+    stored config without them gets those values.
     """
     values = dict(values)
     if "useDistributed" not in values and values.get("devices", 1) > 1:
@@ -153,6 +185,8 @@ def upgrade_stored_config(values: dict) -> dict:
         values["useDistributed"] = True
         if values.get("accelerator") == "cpu":
             values["distributedBackend"] = "gloo"
+    for key, value in _BEFORE_ISSUE_15.items():
+        values.setdefault(key, value)
     legacy = "useKnnEnvironmentFeatures" not in values
     if legacy and values.get("useFlashMode") and values.get("useFactorizedPairs"):
         values["knnStrategy"] = "coordinate"

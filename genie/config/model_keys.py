@@ -160,6 +160,13 @@ class ModelKeys:
         "distance of the noisy trace), sequence (|i−j|), hybrid (half of each, de-duplicated)",
         choices=("coordinate", "sequence", "hybrid"),
     )
+    randomNeighbors: int = option(
+        0,
+        "k-NN graph: this many random long-range neighbours per residue on top of kNeighbors, "
+        "drawn with p ∝ d⁻³ over the other residues, fresh for every graph (0 = none)",
+        min=0,
+        max=MAX_DIMENSION,
+    )
     knnChunkSize: int = option(
         1024,
         "queries per block of the k-NN distance search (memory O(chunk·n))",
@@ -202,6 +209,18 @@ class ModelKeys:
         "sparseChunkSize)",
         min=1,
         max=MAX_RESIDUES,
+    )
+
+    # --- self-conditioning (Chen, Zhang & Hinton 2022) ----------------------------------------
+    selfConditioning: bool = option(
+        False,
+        "feed the previous x̂0 (distances) into the pair features (sampling: the last step's; "
+        "training: a no-grad first pass, on a random half of the steps)",
+    )
+    selfConditionGraph: bool = option(
+        False,
+        "k-NN models with selfConditioning: search the graph's coordinate and random neighbours "
+        "on the previous x̂0 instead of x_t, where there is one",
     )
 
     # --- memory: gradient checkpointing and parameter sharing --------------------------------

@@ -69,14 +69,15 @@ class SampleConfig:
     samplingStrategy: str = option(
         "ddpm",
         "ddpm: Genie's ancestral sampler, every timestep; ddim: DDIM (Song et al. 2021) on the "
-        "same model and schedule, strided by skipSteps, stochasticity ddimEta",
-        choices=("ddpm", "ddim"),
+        "same model and schedule, strided by skipSteps, stochasticity ddimEta; renoise: x̂0, "
+        "then fresh noise to the next visited timestep (salad), strided by skipSteps",
+        choices=("ddpm", "ddim", "renoise"),
     )
     skipSteps: int = option(
         0,
-        "DDIM stride s: the model runs at t = T, T−s, T−2s, … ≥ 1, then steps to 0 (⌈T/s⌉ "
-        "evaluations; T = 1000: 100-200 fast, 500-700 very fast); 0 = every step; must be < T; "
-        "ddpm takes only 0",
+        "DDIM/renoise stride s: the model runs at t = T, T−s, T−2s, … ≥ 1, then steps to 0 "
+        "(⌈T/s⌉ evaluations; T = 1000: 100-200 fast, 500-700 very fast); 0 = every step; must "
+        "be < T; ddpm takes only 0",
         min=0,
         max=MAX_STEPS,
     )
@@ -88,9 +89,14 @@ class SampleConfig:
     )
     temperature: float = option(
         0.6,
-        "noise scale γ: multiplies the noise injected at each reverse step, both samplers "
-        "(Genie default 0.6; no effect with ddim and ddimEta 0)",
+        "γ: multiplies the noise injected at each reverse step, every sampler (Genie default "
+        "0.6; no effect with ddim and ddimEta 0; not the model's noiseScale σ)",
         min=0,
+    )
+    recentre: bool = option(
+        False,
+        "after every reverse step, move each chain's Cα centroid to the origin (the model is "
+        "translation-invariant: this stops the drift of x, nothing else)",
     )
     saveTrajectory: bool = option(
         False, "also write the reverse trajectory of each chain (NAME.trajectory.npz)"
@@ -197,3 +203,8 @@ class SampleConfig:
             )
         if self.useSequenceParallelism and not SEQUENCE_PARALLELISM_AVAILABLE:
             raise ConfigError(SEQUENCE_PARALLELISM_MISSING)
+        if self.samplingStrategy == "renoise" and self.ddimEta != 0:
+            raise ConfigError(
+                f"ddimEta = {self.ddimEta} needs samplingStrategy ddim (renoise always draws "
+                "fresh noise, scaled by temperature); set samplingStrategy ddim or ddimEta 0"
+            )

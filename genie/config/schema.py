@@ -128,8 +128,25 @@ class RunKeys:
     schedule: str = option("cosine", "noise schedule", choices=("cosine",))
     lossType: str = option(
         "l2",
-        "l2: Genie's per-residue ‖ε̂−ε‖ averaged over residues; mse: its square",
+        "l2: Genie's per-residue ‖ε̂−ε‖ averaged over residues (‖x̂0−x0‖/σ with predictionTarget "
+        "x0); mse: its square",
         choices=("l2", "mse"),
+    )
+    noiseScale: str = option(
+        "unit",
+        "σ of the noise x_t = √ᾱ x0 + √(1−ᾱ) σ ε: unit = Genie's σ 1 Å; fixed = noiseSigma; "
+        "length = the chain's own Cα standard deviation in training, σ(L) = 1.55·L^0.357 Å (a fit "
+        "to real chains) at sampling (docs/QUALITY.md)",
+        choices=("unit", "fixed", "length"),
+    )
+    noiseSigma: float = option(
+        10.0, "σ (Å) of noiseScale fixed, in training and sampling", min=0, min_exclusive=True
+    )
+    predictionTarget: str = option(
+        "epsilon",
+        "what the structure module's frames predict: epsilon = Genie's ε̂ = x_t − trans(T̂); x0 = "
+        "the clean structure, x̂0 = trans(T̂) (loss on x̂0/σ)",
+        choices=("epsilon", "x0"),
     )
 
 

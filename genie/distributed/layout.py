@@ -19,6 +19,7 @@ import torch.distributed._functional_collectives as funcol
 from torch.distributed.device_mesh import DeviceMesh
 
 from genie.distributed.knn import sharded_knn_graph
+from genie.distributed.model import SequenceParallelError
 from genie.distributed.sharding import shard_bounds
 from genie.geometry.graph import KnnGraph
 from genie.model.layout import SequenceLayout
@@ -98,6 +99,13 @@ class SequenceShards(SequenceLayout):
         k: int,
         strategy: str,
         chunk_size: int | None,
+        random: int = 0,
+        seeds: torch.Tensor | None = None,
     ) -> KnnGraph:
+        if random:
+            raise SequenceParallelError(
+                "randomNeighbors > 0 is not supported on sequence shards yet (each shard would "
+                "need the whole chain's random draws); set randomNeighbors 0"
+            )
         return sharded_knn_graph(coords, mask, residue_index, layout=self, k=k,
                                  strategy=strategy, chunk_size=chunk_size)  # fmt: skip

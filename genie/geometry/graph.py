@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from genie.geometry.knn import gather_neighbors, knn_graph
+from genie.geometry.random_edges import random_neighbors
 
 COLUMN_WIDTH_MULTIPLE = 8  # column-list widths are rounded up to this (compiled shapes)
 
@@ -243,9 +244,12 @@ def build_knn_graph(
     k: int,
     strategy: str,
     chunk_size: int | None,
+    random: int = 0,
+    seeds: torch.Tensor | None = None,
 ) -> KnnGraph:
     """The ``strategy`` k-NN graph of a trace (:func:`~genie.geometry.knn.knn_graph`) with the
-    residue-index offsets of its edges.
+    residue-index offsets of its edges, and ``random`` random long-range neighbours per residue
+    after the k (:func:`~genie.geometry.random_edges.random_neighbors`): k + random slots.
 
     Args:
         coords: ``[b, n, 3]`` Cα coordinates, Å.
@@ -253,7 +257,15 @@ def build_knn_graph(
         residue_index: ``[b, n]`` residue numbers.
         k: neighbours per residue; strategy: coordinate, sequence or hybrid; chunk_size: queries
             per block of the distance search.
+        random: random neighbours per residue (0 = none).
+        seeds: ``[b]`` int64 seeds of the random neighbours (needed when ``random`` > 0).
     """
     index, valid = knn_graph(coords, mask.bool(), k=k, strategy=strategy, chunk_size=chunk_size)
+    if random:
+        if seeds is None:
+            raise ValueError("random neighbours need seeds: one int64 seed per chain")
+        extra, extra_valid = random_neighbors(coords, mask, index, count=random, seeds=seeds,
+                                              chunk_size=chunk_size)  # fmt: skip
+        index, valid = torch.cat([index, extra], -1), torch.cat([valid, extra_valid], -1)
     offsets = gather_neighbors(residue_index, index) - residue_index[..., None]  # [b, n, k]
     return KnnGraph.from_neighbors(index, valid, offsets)

@@ -25,6 +25,8 @@ import torch
 from torch import nn
 
 from genie.config import ConfigError, GenieConfig
+from genie.diffusion.noise_scale import NoiseScale
+from genie.diffusion.parametrisation import Parametrisation
 from genie.diffusion.schedule import DiffusionSchedule
 from genie.model.denoiser import GenieDenoiser
 from genie.model.dense.encoder import DensePairEncoder
@@ -44,6 +46,11 @@ from genie.model.layers.single_features import SingleFeatureNet
 from genie.model.layers.transition import Transition
 from genie.model.memory import ModelSizes
 from genie.model.protocols import StructureAttention
+from genie.model.self_condition import (
+    DenseSelfCondition,
+    EdgeSelfCondition,
+    LocalSelfCondition,
+)
 from genie.model.sharing import LayerSharing
 from genie.model.sparse.encoder import SparsePairEncoder
 from genie.model.sparse.features import EdgeFeatureNet, EdgePooling
@@ -70,6 +77,14 @@ def build_schedule(cfg: GenieConfig) -> DiffusionSchedule:
     """The diffusion schedule the denoiser is trained and sampled with (``numTimesteps``,
     ``schedule``: cosine, the only one)."""
     return DiffusionSchedule(num_timesteps=cfg.numTimesteps, kind=cfg.schedule)
+
+
+def build_parametrisation(cfg: GenieConfig) -> Parametrisation:
+    """What the denoiser's output means and the noise scale it is trained and sampled with
+    (``noiseScale``, ``noiseSigma``, ``predictionTarget``)."""
+    return Parametrisation(
+        noise=NoiseScale(kind=cfg.noiseScale, sigma=cfg.noiseSigma), target=cfg.predictionTarget
+    )
 
 
 def build_denoiser(cfg: GenieConfig, *, announce: bool = True) -> GenieDenoiser:
@@ -102,7 +117,8 @@ def model_sizes(cfg: GenieConfig) -> ModelSizes:
         structure_layers=cfg.structureEncoderDepth * cfg.numStructureBlocks,
         streams=cfg.mhcExpansionRate if cfg.useMHCMode else 1,
         ipa_chunk=cfg.ipaChunkSize, dense_ipa=not cfg.useFlashMode, rank=cfg.zFactorRank,
-        c_f=cfg.pairFactorDim, k=cfg.kNeighbors, sparse_chunk=cfg.sparseChunkSize,
+        c_f=cfg.pairFactorDim, k=cfg.kNeighbors + cfg.randomNeighbors,
+        sparse_chunk=cfg.sparseChunkSize,
     )  # fmt: skip
 
 
@@ -171,8 +187,16 @@ def _pair_encoder(
 
 def _graph_options(cfg: GenieConfig) -> GraphOptions:
     """The k-NN graph of the encoders that have one (``kNeighbors``, ``knnStrategy``,
-    ``knnChunkSize``)."""
-    return GraphOptions(k=cfg.kNeighbors, strategy=cfg.knnStrategy, chunk_size=cfg.knnChunkSize)
+    ``knnChunkSize``, ``randomNeighbors``, ``selfConditionGraph``)."""
+    return GraphOptions(k=cfg.kNeighbors, strategy=cfg.knnStrategy, chunk_size=cfg.knnChunkSize,
+                        random=cfg.randomNeighbors,
+                        from_self_condition=cfg.selfConditionGraph)  # fmt: skip
+
+
+def _self_condition(cfg: GenieConfig, make: Callable[[], nn.Module]) -> nn.Module | None:
+    """The self-conditioning features of an encoder (``selfConditioning``), or None. They draw
+    no random numbers, so every other weight is the one the same seed gives without them."""
+    return make() if cfg.selfConditioning else None
 
 
 def _triangle_ops(cfg: GenieConfig) -> tuple[bool, bool]:
@@ -255,7 +279,8 @@ def _dense_encoder(
     n_layers = cfg.numPairTransformLayers
     stack = _pair_stack(make_layer, n_layers=n_layers, n_triangle_layers=_triangle_layer_count(cfg),
                         checkpointing=checkpointing, sharing=sharing)  # fmt: skip
-    return DensePairEncoder(features=features, stack=stack)
+    sc = _self_condition(cfg, lambda: DenseSelfCondition(c_p))
+    return DensePairEncoder(features=features, stack=stack, self_condition=sc)
 
 
 def _factor_encoder(
@@ -283,7 +308,8 @@ def _factor_encoder(
                         n_triangle_layers=_triangle_layer_count(cfg), checkpointing=checkpointing,
                         sharing=sharing)  # fmt: skip
     graph = _graph_options(cfg) if knn is not None else None
-    return FactorPairEncoder(features=features, stack=stack, graph=graph)
+    sc = _self_condition(cfg, lambda: LocalSelfCondition(cfg.singleFeatureDimension))
+    return FactorPairEncoder(features=features, stack=stack, graph=graph, self_condition=sc)
 
 
 def _sparse_encoder(
@@ -311,6 +337,7 @@ def _sparse_encoder(
         stack=stack,
         pooling=EdgePooling(c_s=c_s, c_p=c_p, c_f=cfg.pairFactorDim, rank=cfg.zFactorRank),
         graph=_graph_options(cfg),
+        self_condition=_self_condition(cfg, lambda: EdgeSelfCondition(c_p)),
     )
 
 

@@ -75,11 +75,20 @@ class CompiledDenoiser:
     def uses_graph(self) -> bool:
         return self.model.uses_graph
 
+    @property
+    def self_conditioning(self) -> bool:
+        return self.model.self_conditioning
+
     def build_graph(
-        self, coords: torch.Tensor, mask: torch.Tensor, residue_index: torch.Tensor | None = None
+        self,
+        coords: torch.Tensor,
+        mask: torch.Tensor,
+        residue_index: torch.Tensor | None = None,
+        **options: Any,
     ) -> KnnGraph | None:
-        """The model's graph of ``coords [b, n, 3]`` Å, built eagerly."""
-        return self.model.build_graph(coords, mask, residue_index)
+        """The model's graph of ``coords [b, n, 3]`` Å (``options``: the model's
+        ``self_condition``, ``seeds``), built eagerly."""
+        return self.model.build_graph(coords, mask, residue_index, **options)
 
     def __call__(
         self,
@@ -89,26 +98,30 @@ class CompiledDenoiser:
         residue_index: torch.Tensor | None = None,
         *,
         graph: KnnGraph | None = None,
+        **inputs: Any,
     ) -> torch.Tensor:
-        """The model's forward (``coords [b, n, 3]`` Å, ``timesteps [b]``, ``mask [b, n]`` ->
-        ε̂ ``[b, n, 3]``), compiled; the graph is built eagerly when not given."""
+        """The model's forward (``coords [b, n, 3]`` Å, ``timesteps [b]``, ``mask [b, n]``;
+        ``inputs``: the model's ``self_condition [b, n, 3]``), compiled; the graph is built
+        eagerly when not given."""
         if graph is None and self.model.uses_graph:
-            graph = self.model.build_graph(coords, mask, residue_index)
+            condition = inputs.get("self_condition")
+            options = {} if condition is None else {"self_condition": condition}
+            graph = self.model.build_graph(coords, mask, residue_index, **options)
         if self.failed is None:
             try:
-                return self._call_compiled(coords, timesteps, mask, residue_index, graph)
+                return self._call_compiled(coords, timesteps, mask, residue_index, graph, inputs)
             except torch.cuda.OutOfMemoryError:
                 raise  # not a compiler failure: eager would not fit either
             except Exception as err:  # noqa: BLE001 - any compiler failure: run eagerly instead
                 self.failed = _describe(err)
                 log.warning("torch.compile failed (%s); running the model eagerly", self.failed)
-        return self.model(coords, timesteps, mask, residue_index, graph=graph)
+        return self.model(coords, timesteps, mask, residue_index, graph=graph, **inputs)
 
     def _call_compiled(self, *args: Any) -> torch.Tensor:
-        coords, timesteps, mask, residue_index, graph = args
+        coords, timesteps, mask, residue_index, graph, inputs = args
         if self.mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are done
-        out = self._compiled(coords, timesteps, mask, residue_index, graph=graph)
+        out = self._compiled(coords, timesteps, mask, residue_index, graph=graph, **inputs)
         return out.clone() if self.mode == "reduce-overhead" else out
 
 

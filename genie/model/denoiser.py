@@ -53,17 +53,30 @@ class GenieDenoiser(SequenceParallel, nn.Module):
         that a sampler may build once and reuse for several steps."""
         return self.pair_encoder.uses_graph
 
+    @property
+    def self_conditioning(self) -> bool:
+        """Whether the model reads the previous prediction x̂0 (``self_condition=``;
+        ``selfConditioning``)."""
+        return self.pair_encoder.self_conditioning
+
     def build_graph(
         self,
         coords: torch.Tensor,
         mask: torch.Tensor,
         residue_index: torch.Tensor | None = None,
+        *,
+        self_condition: torch.Tensor | None = None,
+        seeds: torch.Tensor | None = None,
     ) -> KnnGraph | None:
         """The k-NN graph the model would build for ``coords [b, n, 3]`` Å, ``mask [b, n]``
         (and ``residue_index [b, n]``, default 0..n-1), to pass as ``graph=`` to later calls;
-        None for models without a graph."""
+        None for models without a graph. ``self_condition [b, n, 3]``: the previous x̂0
+        (searched instead of coords with ``selfConditionGraph``); ``seeds [b]`` int64: of the
+        random neighbours (``randomNeighbors``; None: drawn from torch's random stream)."""
         residue_index = self._residue_index(coords, residue_index)
-        return self.pair_encoder.build_graph(coords, mask, residue_index)
+        return self.pair_encoder.build_graph(coords, mask, residue_index,
+                                             self_condition=self_condition,
+                                             seeds=seeds)  # fmt: skip
 
     def forward(
         self,
@@ -73,6 +86,7 @@ class GenieDenoiser(SequenceParallel, nn.Module):
         residue_index: torch.Tensor | None = None,
         *,
         graph: KnnGraph | None = None,
+        self_condition: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         Args:
@@ -83,9 +97,13 @@ class GenieDenoiser(SequenceParallel, nn.Module):
             graph: a k-NN graph from :meth:`build_graph` for the same residue index (models with
                 a graph; default: built from coords). Graphs do not depend on translations, so
                 centring does not change them.
+            self_condition: ``[b, n, 3]`` the previous prediction x̂0, Å (models with
+                ``selfConditioning``; only its distances are read); None: there is none.
 
         Returns:
-            ``[b, n, 3]`` predicted noise ε̂ (zero at padding).
+            ``[b, n, 3]`` x̃_t − trans(T̂), x̃_t the centred input (zero at padding): the
+            predicted noise ε̂ in Å (σ·ε̂) for ``predictionTarget epsilon``; what it means for
+            ``x0`` is :mod:`genie.diffusion.parametrisation`'s business.
         """
         layout = self.sequence_layout
         mask = mask.to(coords.dtype)
@@ -96,7 +114,9 @@ class GenieDenoiser(SequenceParallel, nn.Module):
         x = layout.local(chain)
 
         s = self.single_features(residue_index, timesteps, mask)  # [b, n, c_s]
-        s, pair = self.pair_encoder(s, x, residue_index, mask, graph=graph)
+        s, pair = self.pair_encoder(
+            s, x, residue_index, mask, graph=graph, self_condition=self_condition
+        )
         frames = frenet_serret_frames(chain, real)[:, layout.own(chain.shape[1])]
         frames = self.structure(s, pair, frames, mask)
         return (x - frames.trans) * mask[..., None]

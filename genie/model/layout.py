@@ -85,11 +85,14 @@ class SequenceLayout:
         k: int,
         strategy: str,
         chunk_size: int | None,
+        random: int = 0,
+        seeds: torch.Tensor | None = None,
     ) -> KnnGraph:
         """The k-NN graph of the whole chain from local ``coords [b, m, 3]`` Å, ``mask`` and
-        ``residue_index [b, m]`` (:func:`~genie.geometry.graph.build_knn_graph`)."""
+        ``residue_index [b, m]``, with ``random`` random neighbours per residue drawn from
+        ``seeds [b]`` (:func:`~genie.geometry.graph.build_knn_graph`)."""
         return build_knn_graph(coords, mask, residue_index, k=k, strategy=strategy,
-                               chunk_size=chunk_size)  # fmt: skip
+                               chunk_size=chunk_size, random=random, seeds=seeds)  # fmt: skip
 
 
 WHOLE_CHAIN = SequenceLayout()

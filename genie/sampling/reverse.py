@@ -5,9 +5,12 @@ A sampler (:class:`~genie.sampling.ddpm.DDPMSampler`, :class:`~genie.sampling.dd
 says which timesteps to visit and how one step moves x from t to the next visited timestep; this
 loop runs it for a :class:`~genie.sampling.chains.ChainBatch`:
 
-    x = x_T ~ N(0, I);  for (t, t_prev) in pairs:  ε̂ = model(x, t, mask);  x = step(x, ε̂, t, t_prev)
+    x = x_T ~ N(0, σ² I)
+    for (t, t_prev) in pairs:  ε̂ = model(x, t, mask);  x = step(x, ε̂, t, t_prev)
 
-where ``pairs`` are consecutive visited timesteps, the last one ending at t_prev = 0 (x_0).
+where ``pairs`` are consecutive visited timesteps, the last one ending at t_prev = 0 (x_0), σ is
+each chain's noise scale (1 Å for Genie's unit noise; ``ChainBatch(scales=...)``) and ε̂ the
+predicted noise in Å.
 
 The model is a :class:`Denoiser`: ``build_graph(coords [b, n, 3] Å, mask [b, n])`` returns the
 k-NN graph it works on (None for models without one), and ``model(x, t, mask, graph=graph)``
@@ -37,7 +40,8 @@ class Denoiser(Protocol):
     def __call__(
         self, x: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, *, graph: Any | None = None
     ) -> torch.Tensor:
-        """x_t ``[b, n, 3]`` Å, t ``[b]`` long, ``mask [b, n]`` -> ε̂ ``[b, n, 3]``."""
+        """x_t ``[b, n, 3]`` Å, t ``[b]`` long, ``mask [b, n]`` -> ε̂ ``[b, n, 3]``, the
+        predicted noise in Å (σ ε̂ for a noise scale σ; :mod:`genie.sampling.predictor`)."""
         ...
 
 
@@ -77,8 +81,9 @@ class ReverseSampler(Protocol):
         t_prev: int,
         noise: Callable[[], torch.Tensor],
     ) -> torch.Tensor:
-        """x_t ``[b, n, 3]`` Å and ε̂ ``[b, n, 3]`` -> x_{t_prev} ``[b, n, 3]`` Å; ``noise()``
-        returns a fresh standard normal ``[b, n, 3]`` (called only when noise is injected)."""
+        """x_t ``[b, n, 3]`` Å and ε̂ ``[b, n, 3]`` Å -> x_{t_prev} ``[b, n, 3]`` Å; ``noise()``
+        returns fresh noise ``[b, n, 3]`` of each chain's scale σ, N(0, σ² I) (called only when
+        noise is injected)."""
         ...
 
 
@@ -117,6 +122,7 @@ def reverse_process(
     trajectory_every: int = 0,
     trajectory_chains: Sequence[bool] | None = None,
     on_step: Callable[[int], None] | None = None,
+    recentre: bool = False,
 ) -> Samples:
     """Run the reverse process for one batch of chains.
 
@@ -130,6 +136,8 @@ def reverse_process(
             of this; 0 keeps none. The final x_0 is always the last kept frame.
         trajectory_chains: which chains keep a trajectory (default all).
         on_step: called after every reverse step with the number of steps done so far.
+        recentre: after every step, move each chain's Cα centroid to the origin (``recentre``;
+            the model is translation-invariant, so this only stops the drift of x).
     """
     if knn_update_frequency < 1:
         raise ValueError(f"knn_update_frequency must be ≥ 1, got {knn_update_frequency}")
@@ -152,6 +160,8 @@ def reverse_process(
         eps = model(x, t_batch, mask, graph=graph)
         x = sampler.step(x, eps.float(), t=t, t_prev=t_prev, noise=chains.normal)
         x = x * mask[..., None]
+        if recentre:
+            x = (x - x.sum(1, keepdim=True) / mask.sum(1)[:, None, None]) * mask[..., None]
         done = i + 1
         if trajectory_every and (len(pairs) - done) % trajectory_every == 0:
             frame_timesteps.append(t_prev)

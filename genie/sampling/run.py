@@ -36,10 +36,12 @@ from genie.diffusion.schedule import DiffusionSchedule
 from genie.model.build import model_sizes
 from genie.model.compiled import maybe_compile
 from genie.model.memory import peak_bytes, require_memory
-from genie.sampling.chains import ChainBatch, sample_seed
+from genie.sampling.chains import sample_seed
 from genie.sampling.ddim import DDIMSampler
 from genie.sampling.ddpm import DDPMSampler
-from genie.sampling.reverse import ReverseSampler, reverse_process
+from genie.sampling.predictor import sample_chains
+from genie.sampling.renoise import RenoiseSampler
+from genie.sampling.reverse import ReverseSampler
 from genie.sampling.writer import coordinate_problem, with_suffix, write_diverged, write_sample
 from genie.utils.cli import exit_status
 from genie.utils.paths import ensure_writable_dir
@@ -128,6 +130,10 @@ def build_sampler(cfg: SampleConfig, schedule: DiffusionSchedule) -> ReverseSamp
     if cfg.samplingStrategy == "ddpm":
         return DDPMSampler(schedule=schedule, temperature=cfg.temperature)
     try:
+        if cfg.samplingStrategy == "renoise":
+            return RenoiseSampler(
+                schedule=schedule, stride=cfg.skipSteps, temperature=cfg.temperature
+            )
         return DDIMSampler(
             schedule=schedule, stride=cfg.skipSteps, eta=cfg.ddimEta, temperature=cfg.temperature
         )
@@ -141,6 +147,8 @@ def describe_sampler(cfg: SampleConfig, sampler: ReverseSampler) -> str:
     if cfg.samplingStrategy == "ddpm":
         return f"ddpm, {steps} steps, γ {cfg.temperature:g}"
     stride = max(cfg.skipSteps, 1)
+    if cfg.samplingStrategy == "renoise":
+        return f"renoise, stride {stride}, {steps} steps, γ {cfg.temperature:g}"
     return f"ddim, stride {stride}, {steps} steps, η {cfg.ddimEta:g}, γ {cfg.temperature:g}"
 
 
@@ -262,11 +270,15 @@ def sample(cfg: SampleConfig, *, force: bool = False) -> list[Path]:
     with bar, logging_redirect_tqdm():  # warnings print above the bar, not through it
         for batch in batches:
             keep = [_keeps_trajectory(cfg, job) for job in batch]
-            result = reverse_process(
+            result = sample_chains(
                 model,
-                sampler,
-                ChainBatch(lengths=[j.length for j in batch], seeds=[j.seed for j in batch],
-                           device=device),
+                schedule=trained.schedule,
+                parametrisation=trained.parametrisation,
+                sampler=sampler,
+                lengths=[j.length for j in batch],
+                seeds=[j.seed for j in batch],
+                device=device,
+                recentre=cfg.recentre,
                 knn_update_frequency=cfg.knnUpdateFrequency,
                 clear_cache_every=cfg.clearCacheEveryNSteps,
                 trajectory_every=cfg.trajectoryEvery if any(keep) else 0,

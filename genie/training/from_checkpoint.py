@@ -6,8 +6,12 @@ Both read the file with the one checkpoint reader, :func:`genie.checkpoint.load_
 A resumed run continues the checkpoint's model: :func:`check_resume` refuses a config whose model
 differs from it. The model is what the weights and the diffusion schedule are: the parameter
 names and shapes of the denoiser ``--config`` builds (built on the ``meta`` device, so nothing is
-allocated) and the schedule's number of timesteps. Keys that leave both alone (epochs, learning
-rate, data, chunk sizes, layer checkpointing, dropout, …) may differ: a warning names them.
+allocated) and the schedule's number of timesteps, and what its output means (the noise scale and
+the prediction target, :meth:`~genie.diffusion.parametrisation.Parametrisation.describe`). Keys
+that leave all of them alone (epochs, learning rate, data, chunk sizes, layer checkpointing,
+dropout, random edges, …) may differ: a warning names them. ``--init-weights`` starts a new run,
+which may give the weights another meaning (e.g. fine-tune a unit-noise model with length-aware
+noise).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 
 from genie.checkpoint import MODEL_PREFIX, load_checkpoint_file
 from genie.config import ConfigError, GenieConfig, config_from_dict
-from genie.model.build import build_denoiser, build_schedule
+from genie.model.build import build_denoiser, build_parametrisation, build_schedule
 from genie.training.module import GenieModule
 
 log = logging.getLogger("genie.train")
@@ -117,6 +121,13 @@ def check_resume(cfg: GenieConfig, path: Path) -> None:
             f"({f'{keys}; ' if keys else ''}{mismatch}): to resume, use the "
             "checkpoint's values of these keys (config.resolved in its run folder); for a new "
             "run from its weights, use --init-weights (with the same model keys)"
+        )
+    meaning, stored_meaning = (build_parametrisation(c).describe() for c in (cfg, stored_cfg))
+    if meaning != stored_meaning:
+        raise ConfigError(
+            f"--resume: the model in {path} was trained with {stored_meaning} (noiseScale, "
+            f"noiseSigma, predictionTarget) but --config asks for {meaning}: to resume, use the "
+            "checkpoint's values; for a new run from its weights, use --init-weights"
         )
     if differing:
         log.warning(

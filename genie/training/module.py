@@ -8,8 +8,8 @@ a checksum of the weights (``genie_checksum``, :func:`genie.checkpoint.checksum_
 by the one checkpoint reader, :func:`genie.checkpoint.load_checkpoint_file`.
 
 Losses (:mod:`genie.training.objective`) are computed in fp32 whatever the autocast state: the
-model's ε̂ is upcast before any loss arithmetic (the pairwise distance loss also disables autocast
-for its distances).
+model's output is upcast before any loss arithmetic (the pairwise distance loss also disables
+autocast for its distances).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from genie.checkpoint import CHECKSUM_KEY, checksum_entry, read_checkpoint
 from genie.config import GenieConfig, config_from_dict
 from genie.diffusion import DEFAULT_CUTOFFS
-from genie.model.build import build_denoiser, build_schedule
+from genie.model.build import build_denoiser, build_parametrisation, build_schedule
 from genie.model.compiled import CompiledDenoiser
 from genie.model.denoiser import GenieDenoiser
 from genie.model.layout import SequenceParallel
@@ -53,6 +53,7 @@ class GenieModule(SequenceParallel, pl.LightningModule):
         self.save_hyperparameters({"config": dataclasses.asdict(config)})
         self.model = build_denoiser(config) if model is None else model
         self.schedule = build_schedule(config)
+        self.parametrisation = build_parametrisation(config)
         self._compiled: CompiledDenoiser | None = None  # the compiled forward (compileModel)
         self._compile_resolved = False
 
@@ -157,7 +158,10 @@ class GenieModule(SequenceParallel, pl.LightningModule):
         draws = self._draw(batch, generator=generator, stream=stream)  # t [b], ε [b, n, 3]
         return denoising_losses(self.denoise, self.schedule, batch,
                                 layout=self.sequence_layout, loss_type=cfg.lossType,
-                                distance=distance, draws=draws)  # fmt: skip
+                                distance=distance, parametrisation=self.parametrisation,
+                                self_condition=self.model.self_conditioning
+                                and _coin(batch["coords"].device, generator),
+                                draws=draws)  # fmt: skip
 
     def _log_terms(self, stage: str, terms: LossTerms, *, size: int, **kwargs: Any) -> None:
         """Log ``{stage}/loss``, ``{stage}/noise_loss`` and ``{stage}/distance_loss``."""
@@ -273,6 +277,11 @@ class GenieModule(SequenceParallel, pl.LightningModule):
             self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
             return
         self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+
+def _coin(device: torch.device, generator: torch.Generator | None) -> bool:
+    """True with probability ½ (from ``generator``, else torch's global random stream)."""
+    return bool(torch.rand((), device=device, generator=generator) < 0.5)
 
 
 def use_fused_adamw(*, device_type: str, precision: str, gradient_clip_val: float | None) -> bool:

@@ -38,6 +38,7 @@ from torch import nn
 
 from genie.diffusion.distance_loss import distance_error_sums
 from genie.diffusion.losses import per_residue_error
+from genie.diffusion.parametrisation import Parametrisation, centred
 from genie.diffusion.schedule import DiffusionSchedule
 from genie.distributed.sharding import pad_residues, padded_length
 from genie.model.layout import SequenceLayout
@@ -79,14 +80,24 @@ def denoising_losses(
     layout: SequenceLayout,
     loss_type: str,
     distance: DistanceLoss | None,
+    parametrisation: Parametrisation,
+    self_condition: bool = False,
     generator: torch.Generator | None = None,
     draws: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> LossTerms:
     """Draw t and ε for ``batch`` (``coords [b, n, 3]`` Å, ``mask [b, n]``, optional
-    ``residue_index [b, n]``: the whole chains), predict ε̂ with ``model`` on ``layout`` and
-    score it (module docstring). ``draws`` gives ``(t [b], ε [b, n, 3])`` drawn already (the
-    per-chain streams of :mod:`genie.training.draws`); else ``generator`` (default: the global
-    stream) draws t, then ε."""
+    ``residue_index [b, n]``: the whole chains), noise x0 with each chain's σ, predict with
+    ``model`` on ``layout`` and score it (module docstring). ``draws`` gives ``(t [b], ε [b, n,
+    3])`` drawn already (the per-chain streams of :mod:`genie.training.draws`); else
+    ``generator`` (default: the global stream) draws t, then ε.
+
+    x_t = √ᾱ_t x0 + √(1−ᾱ_t) σ ε with σ of ``parametrisation`` (``noiseScale``: 1 Å for Genie's
+    unit noise); the loss compares ε̂ with ε, or x̂0/σ with x0/σ for ``predictionTarget x0``
+    (:mod:`genie.diffusion.parametrisation`). With ``self_condition`` (``selfConditioning``, on
+    a random half of the steps: Chen et al. 2022) the model first predicts x̂0 without it under
+    ``torch.no_grad`` and then again with that x̂0 (centred) as ``self_condition``; the loss
+    scores the second prediction. Sequence shards take ε prediction without self-conditioning
+    (both read whole-chain centres): other choices are refused there."""
     x0, mask = batch["coords"], batch["mask"]  # [b, n, 3] Å, [b, n]
     if draws is None:
         t = schedule.sample_timesteps(x0.shape[0], device=x0.device, generator=generator)
@@ -94,25 +105,37 @@ def denoising_losses(
     else:
         t, noise = draws
     noise = noise * mask[..., None]  # [b, n, 3]
-    x_t = schedule.add_noise(x0, t, noise)  # [b, n, 3]
+    sigma = parametrisation.noise.training(x0, mask)  # [b] Å, of the whole chains
+    x_t = schedule.add_noise(x0, t, noise * sigma[:, None, None])  # [b, n, 3]
     _check_same_timesteps(t, layout)
+    if layout.num_shards > 1 and (self_condition or parametrisation.target != "epsilon"):
+        raise ValueError("sequence shards train ε prediction without self-conditioning "
+                         "(x0 prediction and x̂0 centring read the whole chain)")  # fmt: skip
 
     n = padded_length(x0.shape[1], layout.num_shards)
     x0, mask, noise, x_t = (pad_residues(v, n) for v in (x0, mask, noise, x_t))
     residue_index = batch.get("residue_index")
     if residue_index is not None:
         residue_index = layout.local(pad_residues(residue_index, n))
-    own_mask, own_noise, own_x_t = (layout.local(v) for v in (mask, noise, x_t))
-    eps_hat = model(own_x_t, t, own_mask, residue_index).float()  # [b, m, 3]
+    own_x0, own_mask, own_noise, own_x_t = (layout.local(v) for v in (x0, mask, noise, x_t))
+    alpha_bar = schedule.alpha_bar[t]  # [b]
+    extra = {}
+    if self_condition:
+        with torch.no_grad():
+            first = model(own_x_t, t, own_mask, residue_index).float()
+            first = parametrisation.predict(first, own_x_t.float(), own_mask, alpha_bar=alpha_bar)
+        extra = {"self_condition": centred(first.x0, own_mask)}  # [b, m, 3] Å
+    output = model(own_x_t, t, own_mask, residue_index, **extra).float()  # [b, m, 3]
+    prediction = parametrisation.predict(output, own_x_t.float(), own_mask, alpha_bar=alpha_bar)
+    predicted, target = parametrisation.loss_pair(prediction, x0=own_x0, noise=own_noise,
+                                                  sigma=sigma)  # fmt: skip
 
-    error = per_residue_error(eps_hat, own_noise, kind=loss_type) * own_mask  # [b, m]
+    error = per_residue_error(predicted, target, kind=loss_type) * own_mask  # [b, m]
     noise_share = error.sum() / mask.sum().clamp_min(1.0)
     chain_share = error.sum(-1) / mask.sum(-1).clamp_min(1.0)  # [b]
     distance_share = None
     if distance is not None:
-        alpha_bar = schedule.alpha_bar[t]  # [b]
-        ab = alpha_bar[:, None, None]  # [b, 1, 1]
-        x0_hat = (own_x_t.float() - (1 - ab).sqrt() * eps_hat) / ab.sqrt()  # [b, m, 3] Å
+        x0_hat = prediction.x0  # [b, m, 3] Å
         sums, counts = distance_error_sums(
             layout.gather(x0_hat), x0, mask, cutoffs=distance.cutoffs, rows=layout.own(n),
             chunk_size=distance.chunk_size,

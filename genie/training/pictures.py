@@ -2,7 +2,8 @@
 
 Every N-th training epoch, at ``on_train_epoch_end`` (after that epoch's validation loop, before
 its checkpoints), rank zero samples ``count`` backbones of ``length`` residues with DDIM
-(:func:`genie.sampling.ddim.ddim_sample`, η = 0, stride ``skip_steps``) and logs to every
+(η = 0, stride ``skip_steps``; with the model's noise scale σ(L), prediction target and
+self-conditioning: :func:`genie.sampling.predictor.sample_chains`) and logs to every
 TensorBoard logger of the trainer, at ``global_step``: the images ``samples/contact_map`` (8 Å),
 ``samples/distance_map`` and ``samples/ca_trace`` (3-D, coloured N → C), one panel per backbone;
 the evaluation of :mod:`genie.eval` against the validation set (whole segments split at chain
@@ -46,7 +47,8 @@ from genie.eval.metrics import ReferenceSummary, summarize_reference
 from genie.eval.optional import EVAL_EXTRA_HINT
 from genie.model.layout import WHOLE_CHAIN, using_layout
 from genie.sampling.chains import sample_seed
-from genie.sampling.ddim import ddim_sample
+from genie.sampling.ddim import DDIMSampler
+from genie.sampling.predictor import sample_chains
 from genie.training.backbone_figures import (
     contact_map_figure,
     distance_map_figure,
@@ -120,24 +122,26 @@ def preserved_state(module: torch.nn.Module) -> Iterator[None]:
 def sample_traces(
     module: pl.LightningModule, *, count: int, length: int, stride: int, seed: int
 ) -> list[np.ndarray]:
-    """``count`` DDIM samples (η = 0) of ``length`` residues from ``module.model``:
-    ``[length, 3]`` float64 arrays (Å). The stride is capped at T − 1."""
+    """``count`` DDIM samples (η = 0) of ``length`` residues from ``module.model``, with its
+    noise scale, prediction target and self-conditioning (``module.parametrisation``,
+    :func:`genie.sampling.predictor.sample_chains`): ``[length, 3]`` float64 arrays (Å). The
+    stride is capped at T − 1."""
     schedule = module.schedule
-    stride = min(stride, schedule.num_timesteps - 1)
-    seeds = [sample_seed(seed, length, i) for i in range(count)]
+    sampler = DDIMSampler(schedule=schedule, stride=min(stride, schedule.num_timesteps - 1),
+                          eta=0.0, temperature=1.0)  # fmt: skip
     # Rank zero samples alone: on the whole chain, also in a sequence-parallel run (every
     # process holds the weights).
     with using_layout(module.model, WHOLE_CHAIN):
-        coords, _ = ddim_sample(
+        samples = sample_chains(
             module.model,
-            schedule,
-            [length] * count,
-            seeds,
-            stride=stride,
-            eta=0.0,
+            schedule=schedule,
+            parametrisation=module.parametrisation,
+            sampler=sampler,
+            lengths=[length] * count,
+            seeds=[sample_seed(seed, length, i) for i in range(count)],
             device=module.device,
         )
-    return [c.double().numpy() for c in coords]
+    return [c.double().numpy() for c in samples.coords]
 
 
 class SamplePictures(pl.Callback):

@@ -202,6 +202,8 @@ def test_distance_loss_trains_and_is_logged(tmp_path):
 class Oracle(torch.nn.Module):
     """Predicts the noise of x_t exactly from the true x0, plus ``offset`` [b, n, 3]."""
 
+    self_conditioning = False  # the denoiser protocol of GenieModule (no previous x̂0)
+
     def __init__(self, x0, alpha_bar, offset):
         super().__init__()
         self.x0, self.alpha_bar, self.offset = x0, alpha_bar, offset

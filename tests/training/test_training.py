@@ -265,6 +265,9 @@ def test_resume_refuses_another_model_before_writing_anything(trained_run, tmp_p
     assert f"error: --resume: the model in {last} differs" in err and "Traceback" not in err
     with pytest.raises(ConfigError, match=r"numTimesteps 100 \(checkpoint\) vs 50"):
         check_resume(tiny_config(root, "numTimesteps=50"), last)  # same weights, other schedule
+    with pytest.raises(ConfigError, match="trained with unit noise, epsilon .* length-aware σ, x0"):
+        check_resume(tiny_config(root, "noiseScale=length", "predictionTarget=x0"), last)
+    check_resume(tiny_config(root, "noiseSigma=3"), last)  # σ of fixed: no meaning for unit
     assert snapshot(root) == before  # not a byte, not a time stamp changed
 
 

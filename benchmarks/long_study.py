@@ -1,0 +1,326 @@
+"""The long-chain quality study of issue 15: train every arm, sample it at 128-2,048 residues and
+score the samples with genie-eval, each step resumable across calls of a GPU machine.
+
+Usage (from the checkout; WORK, default runs/long_study, is git-ignored and stays on the machine
+between calls; ``--arms`` picks arms, default all, trained and sampled at once, one process per
+arm, arm i on GPU i mod ``--gpus``)::
+
+    python benchmarks/long_study.py data                       # here, where ../shared/data is
+    python benchmarks/long_study.py train MINUTES [--deadline SECONDS]
+    python benchmarks/long_study.py sample [--deadline SECONDS]
+    python benchmarks/long_study.py eval
+    python benchmarks/long_study.py pack OUT_DIR               # logs, metrics, samples: a .tar.gz
+    python benchmarks/long_study_report.py --work WORK ...     # tables per length, Rg plot
+
+``data`` builds ``.bench_data/long_study_ca.npz`` (carry it to the GPU machine): every chain of
+``../shared/data/pdb/train`` and ``../shared/data/pdb/long`` of at least 40 residues, kept whole
+with its breaks marked (the long chains of SpCas9, mTOR, bm5_unbound and the TRiC pairs stay
+longer than 1,000 residues), by ``python -m genie.data.preprocess --keep-chain-breaks``. Training
+and the evaluation's reference both read it.
+
+``train MINUTES``: each arm trains (``train/train_ultralong.py``, ``configs/train_stage3v2.config``
+with :data:`COMMON` and the arm's keys) until it has MINUTES of training time, counted over
+resumes (``maxTrainingMinutes``, stored in its checkpoints), or its ``numEpochs``; a run with a
+``last.ckpt`` resumes it, so calls with growing MINUTES continue one run. Crops follow the
+progressive curriculum 256 → 2,048 residues (4 stages over ``numEpochs``): crops of real chains
+where a chain is long enough, real segments concatenated with marked joins up to the crop length
+otherwise (docs/DATA.md), one segment per sequence cluster per epoch. ``--deadline`` stops the
+lanes (SIGTERM) that many seconds after the start: a lane stopped mid-epoch resumes from its last
+epoch end. Every arm has the same budget of training minutes; arms that share a GPU share its
+time, so state the layout with the figures.
+
+``sample``: every sample set of every arm (:data:`ARMS`: the arm's checkpoint with one sampler
+each) at ``--lengths`` (default 128, 256, 512, 1,024, 2,048) × ``--per-length`` (default 8)
+backbones, seeds from (0, L, i) in every set; files already written are kept, so a call stopped
+by ``--deadline`` is continued by the next. ``eval``: ``python -m genie.eval`` of every set against
+the dataset's real chains with one bucket per length. Extra keys for every arm: ``--set KEY=VALUE``
+(training) and ``--sample-set KEY=VALUE`` (sampling); later values win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from genie.utils.cli import run_command  # noqa: E402
+from genie.utils.errors import UserInputError  # noqa: E402
+
+DATA = Path(".bench_data/long_study_ca.npz")
+SOURCES = ("../shared/data/pdb/train", "../shared/data/pdb/long")
+TRAIN_CONFIG = "configs/train_stage3v2.config"
+SAMPLE_CONFIG = "configs/sample_stage3v2.config"
+LENGTHS = (128, 256, 512, 1024, 2048)
+
+# Keys of every arm: today's long-chain recipe (train_stage3v2.config) on the study's data.
+COMMON = (
+    "sampleByCluster=True", "concatenateChains=True", "maximumNumResidues=2048",
+    "useProgressiveTraining=True", "progressiveStartLength=256", "progressiveEndLength=2048",
+    "progressiveNumStages=4", "numEpochs=16", "batchSize=2", "learningRate=3e-4",
+    "warmupEpochs=0.5", "validationSize=16", "numWorkers=4", "logSamplesEveryEpochs=0",
+)  # fmt: skip
+DDPM_SHIPPED = ("samplingStrategy=ddpm", "temperature=0.6")  # sample_stage3v2.config
+DDPM = ("samplingStrategy=ddpm", "temperature=1.0", "recentre=True")
+RENOISE = ("samplingStrategy=renoise", "skipSteps=2", "temperature=1.0", "recentre=True")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: its training keys, its sample sets (name -> sampling keys), what it tests."""
+
+    train: tuple[str, ...]
+    samplers: dict[str, tuple[str, ...]]
+    what: str
+
+
+ARMS = {
+    "today": Arm((), {"ddpm": DDPM_SHIPPED, "ddpm_t1": DDPM},
+                 "train_stage3v2.config as shipped: unit noise, ε, no self-conditioning, no "
+                 "random edges"),
+    "length": Arm(("noiseScale=length",), {"ddpm_t1": DDPM},
+                  "length-aware noise σ (the chain's Cα standard deviation; σ(L) at sampling)"),
+    "selfcond": Arm(("selfConditioning=True",), {"ddpm_t1": DDPM},
+                    "self-conditioning on the previous x̂0 (unit noise)"),
+    "random": Arm(("randomNeighbors=16",), {"ddpm_t1": DDPM},
+                  "16 random long-range neighbours, p ∝ d⁻³, beside the 32 of the hybrid graph"),
+    "length_x0": Arm(("noiseScale=length", "predictionTarget=x0"),
+                     {"renoise": RENOISE, "ddpm_t1": DDPM},
+                     "length-aware noise, x0 prediction, re-noising sampler"),
+    "combined": Arm(("noiseScale=length", "predictionTarget=x0", "selfConditioning=True",
+                     "selfConditionGraph=True", "randomNeighbors=16"),
+                    {"renoise": RENOISE, "ddpm_t1": DDPM},
+                    "all of them, the graph searched on the self-conditioned x̂0"),
+}  # fmt: skip
+
+
+def sets(keys: Sequence[str]) -> list[str]:
+    """``["k=v", ...]`` -> ``["--set", "k=v", ...]``."""
+    return [item for key in keys for item in ("--set", key)]
+
+
+def last_checkpoint(work: Path, arm: str) -> Path:
+    return work / "runs" / arm / "version_0" / "checkpoints" / "last.ckpt"
+
+
+def progress(path: Path) -> str:
+    """Steps, epoch and training minutes stored in a checkpoint."""
+    if not path.is_file():
+        return "no checkpoint"
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    timer = (stored.get("callbacks") or {}).get("Timer", {}).get("time_elapsed", {})
+    minutes = timer.get("train", 0.0) / 60
+    return (f"step {stored.get('global_step')}, epoch {stored.get('epoch')}, "
+            f"{minutes:.1f} training minutes")  # fmt: skip
+
+
+def run_lanes(lanes: dict[str, list[list[str]]], *, log_dir: Path, step: str, gpus: int,
+              deadline: float | None) -> dict[str, int]:  # fmt: skip
+    """Run each lane's commands in order, the lanes at once (lane i on GPU i mod ``gpus``);
+    stop every lane still running ``deadline`` seconds from now. Returns each lane's exit
+    status (the first non-zero one; −15 for stopped)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    end = None if deadline is None else time.monotonic() + deadline
+    pending = {name: list(commands) for name, commands in lanes.items()}
+    running: dict[str, subprocess.Popen] = {}
+    status = dict.fromkeys(lanes, 0)
+    logs = {name: open(log_dir / f"{step}_{name}.log", "a") for name in lanes}  # noqa: SIM115
+    env_of = {}
+    for i, name in enumerate(lanes):
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if gpus > 0:
+            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        env_of[name] = env
+    try:
+        while pending or running:
+            for name in list(pending):
+                if name not in running:
+                    if not pending[name]:
+                        del pending[name]
+                        continue
+                    command = pending[name].pop(0)
+                    print(f"[{step} {name}] {' '.join(command)}", file=logs[name], flush=True)
+                    running[name] = subprocess.Popen(command, cwd=REPO, env=env_of[name],
+                                                     stdout=logs[name], stderr=subprocess.STDOUT,
+                                                     start_new_session=True)  # fmt: skip
+            for name, process in list(running.items()):
+                code = process.poll()
+                if code is not None:
+                    del running[name]
+                    if code and not status[name]:
+                        status[name] = code
+                        pending.pop(name, None)  # a failed lane runs nothing more
+            if end is not None and time.monotonic() > end and running:
+                for name, process in running.items():
+                    os.killpg(process.pid, signal.SIGTERM)
+                    status[name] = status[name] or -15
+                    pending.pop(name, None)
+                for process in running.values():
+                    try:
+                        process.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(process.pid, signal.SIGKILL)
+                running.clear()
+            time.sleep(0.5)
+    finally:
+        for log in logs.values():
+            log.close()
+    return status
+
+
+def data_step(args: argparse.Namespace) -> None:
+    command = [sys.executable, "-m", "genie.data.preprocess", *SOURCES, "--keep-chain-breaks",
+               "--min-length", "40", "--cache-dir", ".bench_data/cache",
+               "--output", str(args.data)]  # fmt: skip
+    subprocess.run(command, cwd=REPO, check=True)
+
+
+def train_step(args: argparse.Namespace) -> dict[str, int]:
+    lanes = {}
+    for arm in args.arms:
+        keys = [*COMMON, f"dataDirectory={args.data}", *ARMS[arm].train, *args.set,
+                f"name={arm}", f"logDirectory={args.work / 'runs'}",
+                f"cacheDirectory={args.work / 'cache'}",
+                f"maxTrainingMinutes={args.minutes}"]  # fmt: skip
+        command = [sys.executable, "train/train_ultralong.py", "--config", TRAIN_CONFIG,
+                   *sets(keys)]  # fmt: skip
+        last = last_checkpoint(args.work, arm)
+        if last.is_file():
+            command += ["--resume", str(last)]
+        lanes[arm] = [command]
+    status = run_lanes(lanes, log_dir=args.work / "logs", step="train", gpus=args.gpus,
+                       deadline=args.deadline)  # fmt: skip
+    for arm in args.arms:
+        print(f"train {arm}: exit {status[arm]}, {progress(last_checkpoint(args.work, arm))}")
+    return status
+
+
+def sample_sets(arms: Sequence[str]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """``(arm, set name, sampling keys)`` of every sample set of ``arms``."""
+    return [
+        (arm, f"{arm}_{name}", keys) for arm in arms for name, keys in ARMS[arm].samplers.items()
+    ]
+
+
+def sample_step(args: argparse.Namespace) -> dict[str, int]:
+    lengths = ",".join(str(n) for n in args.lengths)
+    lanes: dict[str, list[list[str]]] = {}
+    for arm, name, keys in sample_sets(args.arms):
+        last = last_checkpoint(args.work, arm)
+        if not last.is_file():
+            print(f"sample {name}: skipped, no checkpoint {last} (train first)")
+            continue
+        every = [f"checkpoint={last}", f"name={name}",
+                 f"outputDirectory={args.work / 'samples' / name}", f"sampleLengths={lengths}",
+                 f"samplesPerLength={args.per_length}", f"batchSize={args.per_length}",
+                 "saveFragments=False", *keys, *args.sample_set]  # fmt: skip
+        command = [sys.executable, "sample/sample_long.py", "--config", SAMPLE_CONFIG,
+                   *sets(every)]  # fmt: skip
+        lanes.setdefault(arm, []).append(command)
+    status = run_lanes(lanes, log_dir=args.work / "logs", step="sample", gpus=args.gpus,
+                       deadline=args.deadline)  # fmt: skip
+    for arm, name, _ in sample_sets(list(lanes)):
+        done = len(list((args.work / "samples" / name).glob("*.pdb")))
+        print(f"sample {name}: exit {status[arm]}, {done} of "
+              f"{len(args.lengths) * args.per_length} backbones written")  # fmt: skip
+    return status
+
+
+def eval_step(args: argparse.Namespace) -> dict[str, int]:
+    lanes = {}
+    for _, name, _ in sample_sets(args.arms):
+        folder = args.work / "samples" / name
+        if not any(folder.glob("*.pdb")):
+            print(f"eval {name}: skipped, no samples in {folder}")
+            continue
+        reference = args.reference or (None if args.data == "bundled" else args.data)
+        lanes[name] = [[sys.executable, "-m", "genie.eval", str(folder),
+                        *(["--reference", str(reference)] if reference else []),
+                        "--out", str(args.work / "eval" / name),
+                        "--buckets", ",".join(str(n) for n in args.lengths),
+                        "--max-tm-length", str(max(args.lengths)),
+                        "--max-tm-pairs", str(args.tm_pairs),
+                        "--tm-time-budget", "60"]]  # fmt: skip
+    status = run_lanes(lanes, log_dir=args.work / "logs", step="eval", gpus=0, deadline=None)
+    for name, code in status.items():
+        print(f"eval {name}: exit {code}")
+    return status
+
+
+def pack_step(args: argparse.Namespace) -> None:
+    """WORK's logs, evaluations and samples (no checkpoints) as OUT_DIR/long_study.tar.gz."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / "long_study.tar.gz"
+    with tarfile.open(target, "w:gz") as tar:
+        for part in ("logs", "eval", "samples"):
+            if (args.work / part).exists():
+                tar.add(args.work / part, arcname=part)
+        for arm in ARMS:  # TensorBoard event files of every run
+            for events in (args.work / "runs" / arm).glob("version_*/events.out.tfevents.*"):
+                tar.add(events, arcname=str(events.relative_to(args.work)))
+    print(target)
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("runs/long_study"))
+    parser.add_argument("--data", default=str(DATA), help="processed .npz, or 'bundled'")
+    parser.add_argument("--reference", help="genie-eval reference (default: --data)")
+    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms")
+    parser.add_argument("--gpus", type=int, default=torch.cuda.device_count())
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--sample-set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
+    parser.add_argument("--per-length", type=int, default=8)
+    parser.add_argument("--tm-pairs", type=int, default=20)
+    steps = parser.add_subparsers(dest="step", required=True)
+    steps.add_parser("data")
+    train = steps.add_parser("train")
+    train.add_argument("minutes", type=float)
+    train.add_argument("--deadline", type=float)
+    sample = steps.add_parser("sample")
+    sample.add_argument("--deadline", type=float)
+    steps.add_parser("eval")
+    pack = steps.add_parser("pack")
+    pack.add_argument("out", type=Path)
+    args = parser.parse_args(argv)
+    args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = sorted(set(args.arms) - set(ARMS))
+    if unknown or not args.arms:
+        raise UserInputError(f"--arms: unknown {unknown or 'none given'} (arms: {', '.join(ARMS)})")
+    try:
+        args.lengths = [int(n) for n in args.lengths.split(",")]
+    except ValueError:
+        raise UserInputError(
+            f"--lengths takes comma-separated integers, got {args.lengths}"
+        ) from None
+    if args.step == "train" and not args.minutes > 0:
+        raise UserInputError(f"train MINUTES must be > 0, got {args.minutes}")
+    if args.data != "bundled" and args.step != "data" and not Path(REPO, args.data).is_file():
+        raise UserInputError(f"--data {args.data} not found: run 'python {__file__} data' first")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    args.work = args.work if args.work.is_absolute() else REPO / args.work
+    step = {"data": data_step, "train": train_step, "sample": sample_step, "eval": eval_step,
+            "pack": pack_step}[args.step]  # fmt: skip
+    status = step(args) or {}
+    failed = {k: v for k, v in status.items() if v not in (0, -15)}
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(main))

@@ -1,0 +1,80 @@
+"""The long-chain study driver (benchmarks/long_study.py) end to end on CPU with a tiny budget on
+the bundled chains: train an arm with every option on, sample its sets, resume, evaluate, report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import SPARSE_TINY
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = [*SPARSE_TINY, "numPairTransformLayers=1", "numTriangleLayers=1", "numTimesteps=10",
+        "minimumNumResidues=20", "maximumNumResidues=32", "progressiveStartLength=24",
+        "progressiveEndLength=32", "progressiveNumStages=2", "numEpochs=1", "datasetSize=8",
+        "batchSize=4", "validationSize=2", "numWorkers=0", "accelerator=cpu",
+        "useMixedPrecision=False", "lossChunkSize=16"]  # fmt: skip
+
+
+def study(work: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO / "benchmarks" / "long_study.py"), "--work", str(work),
+               "--data", "bundled", "--arms", "combined", "--lengths", "12,16",
+               "--per-length", "2", "--tm-pairs", "0", *args]  # fmt: skip
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_the_study_trains_samples_evaluates_and_reports(tmp_path):
+    work = tmp_path / "study"
+    train_keys = [item for key in TINY for item in ("--set", key)]
+    done = study(work, *train_keys, "train", "5")
+    log = work / "logs" / "train_combined.log"
+    assert done.returncode == 0, done.stdout + done.stderr + log.read_text()[-2000:]
+    last = work / "runs" / "combined" / "version_0" / "checkpoints" / "last.ckpt"
+    config = torch.load(last, map_location="cpu", weights_only=True)["hyper_parameters"]["config"]
+    assert config["noiseScale"] == "length" and config["predictionTarget"] == "x0"
+    assert config["selfConditioning"] and config["selfConditionGraph"]
+    assert config["randomNeighbors"] == 16 and config["concatenateChains"]
+    assert config["useProgressiveTraining"] and config["maxTrainingMinutes"] == 5
+    assert "train combined: exit 0, step" in done.stdout
+
+    sampled = study(work, "--sample-set", "device=cpu", "sample")
+    assert sampled.returncode == 0, sampled.stdout + sampled.stderr
+    for name in ("combined_renoise", "combined_ddpm_t1"):
+        assert f"sample {name}: exit 0, 4 of 4 backbones written" in sampled.stdout
+        assert len(list((work / "samples" / name).glob("*_L1[26]_000[01].pdb"))) == 4
+    again = study(work, "--sample-set", "device=cpu", "sample")  # resumes: nothing left to do
+    assert (
+        again.returncode == 0
+        and "4 samples planned, 4 already written"
+        in (work / "logs" / "sample_combined.log").read_text()
+    )
+
+    evaluated = study(work, "eval")
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    metrics = json.loads((work / "eval" / "combined_renoise" / "metrics.json").read_text())
+    assert [b["label"] for b in metrics["buckets"]] == ["1-12", "13-16"]
+
+    out = tmp_path / "report.json"
+    report = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "long_study_report.py"), "--work", str(work),
+         "--json", str(out), "--plot", str(tmp_path / "rg.png")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stdout + report.stderr
+    rows = json.loads(out.read_text())
+    assert sorted(rows["lengths"]) == ["12", "16"]
+    assert [r["set"] for r in rows["lengths"]["16"]] == ["combined_renoise", "combined_ddpm_t1"]
+    assert rows["lengths"]["16"][0]["rg_over_fit"] > 0 and (tmp_path / "rg.png").stat().st_size
+    assert "### L = 16" in report.stdout
+
+
+def test_unknown_arm_is_a_one_line_error(tmp_path):
+    command = [sys.executable, str(REPO / "benchmarks" / "long_study.py"), "--work",
+               str(tmp_path), "--arms", "today,bogus", "eval"]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "bogus" in done.stderr and "Traceback" not in done.stderr
