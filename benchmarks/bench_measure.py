@@ -143,11 +143,15 @@ def _train_step(module: Any, batch: dict, dtype: torch.dtype | None, device: tor
 def _sampling_model(module: Any, device: torch.device) -> Any:
     """The model as the sampler runs it: compiled per ``compileModel`` with the sampler's
     default (``auto`` = reduce-overhead, CUDA graphs, on CUDA; off on the CPU)."""
+    choice = getattr(module.config, "compileModel", "off")  # a config without the key: eager
+    if choice == "off":
+        return module.model
     from genie.model.compiled import maybe_compile
     from genie.utils.runtime import resolve_compile_mode
 
-    mode = resolve_compile_mode(module.config.compileModel, device, auto="reduce-overhead")
-    return maybe_compile(module.model, mode=mode)
+    return maybe_compile(
+        module.model, mode=resolve_compile_mode(choice, device, auto="reduce-overhead")
+    )
 
 
 def _sample_step(module: Any, batch: dict, dtype: torch.dtype | None, device: torch.device):
