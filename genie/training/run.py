@@ -3,9 +3,10 @@
 Shared by ``train/train_long.py`` and ``train/train_ultralong.py``. The run folder is
 ``logDirectory/name/version_N``; it holds the TensorBoard events, ``config.resolved`` (the full
 config after overrides) and ``checkpoints/`` (``last.ckpt`` and the best by validation loss).
-Resuming a checkpoint continues in its own run folder, with optimiser, schedule and epoch/step
-restored; random streams are reseeded from (seed, epoch, rank) every epoch, so a resumed run
-draws exactly what the uninterrupted run would have. ``--init-weights CKPT`` instead starts a new
+Resuming a checkpoint continues in its own run folder (a config that names another folder is
+refused), with optimiser, schedule and epoch/step restored; random streams are reseeded from
+(seed, epoch, rank) every epoch, so a resumed run draws exactly what the uninterrupted run would
+have. ``--init-weights CKPT`` instead starts a new
 run from a checkpoint's model weights alone (fresh optimiser, warm-up and epoch count): for
 fine-tuning, or to go on from a checkpoint that holds weights only. Both checkpoints are read and
 checked before anything of the run is written (:mod:`genie.training.from_checkpoint`).
@@ -98,7 +99,9 @@ def torchrun_layout() -> tuple[int, int] | None:
 
 
 def _run_version(cfg: GenieConfig, resume: Path | None) -> str | int | None:
-    """Resume inside the checkpoint's own run folder (…/version_N/checkpoints/x.ckpt)."""
+    """Resume inside the checkpoint's own run folder (…/version_N/checkpoints/x.ckpt), which
+    :func:`~genie.training.from_checkpoint.check_resume` has checked to be in
+    ``logDirectory/name``; None (a new ``version_N``) for any other checkpoint."""
     if resume is not None and resume.parent.name == "checkpoints":
         return resume.parent.parent.name
     return None
