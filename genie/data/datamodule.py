@@ -257,6 +257,7 @@ class CaDataModule(pl.LightningDataModule):
             num_replicas=num_replicas,
             rank=rank,
             epoch_source=self._current_epoch if shuffle else None,
+            skip_source=self._batches_done if shuffle else None,
             groups=groups,
         )
         return DataLoader(
@@ -277,6 +278,23 @@ class CaDataModule(pl.LightningDataModule):
         if trainer is None:
             return 0
         return int(trainer.fit_loop.epoch_progress.current.processed)
+
+    def _batches_done(self) -> int:
+        """Training batches of the current epoch already trained when its iterator starts: 0,
+        except in a run resumed from a checkpoint written in the middle of an epoch (a
+        time-budget or Ctrl-C stop, :mod:`genie.training.last_checkpoint`), which Lightning
+        restores before it creates that epoch's iterator. Read from the fit loop: between two
+        epochs (a new epoch's iterator, also after an epoch-end checkpoint) no epoch is in
+        progress or its batch count was reset; a restored epoch in progress counts its
+        processed batches (all of them after a checkpoint written at its end: nothing is left,
+        and Lightning fetches nothing more of that epoch)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0
+        epochs = trainer.fit_loop.epoch_progress.current
+        if epochs.started <= epochs.processed:  # between epochs
+            return 0
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled, length-bucketed, random crops; the epoch is read from the trainer."""

@@ -1,4 +1,4 @@
-"""Callbacks: per-epoch seeding (exact resume), and throughput/memory logging."""
+"""Callbacks: per-batch seeding (exact resume), and throughput/memory logging."""
 
 from __future__ import annotations
 
@@ -10,26 +10,26 @@ import pytorch_lightning as pl
 import torch
 
 
-class EpochSeedCallback(pl.Callback):
-    """Reseed every RNG (Python, NumPy, torch CPU and CUDA) right before the first batch of each
-    training epoch, from (seed, epoch, rank).
+class BatchSeedCallback(pl.Callback):
+    """Reseed every RNG (Python, NumPy, torch CPU and CUDA) right before each training batch,
+    from (seed, epoch, batch, rank).
 
     Lightning does not checkpoint RNG states, and storing them is not enough: between a
     checkpoint write and the next batch, Lightning consumes random numbers in different amounts
-    in a continued and in a resumed run (data-loader set-up, sanity checks). Making each epoch's
-    random stream a function of (seed, epoch, rank) makes resuming from an epoch-end checkpoint
-    exact (same timesteps, noise and dropout masks as the uninterrupted run) with nothing extra
-    to store, and gives every rank its own stream.
+    in a continued and in a resumed run (data-loader set-up, sanity checks). Making each batch's
+    random stream a function of (seed, epoch, batch, rank) makes resuming exact (same timesteps,
+    noise and dropout masks as the uninterrupted run) with nothing extra to store, from a
+    checkpoint written at an epoch end and from one written after any batch of an epoch (a
+    time-budget or Ctrl-C stop, :mod:`genie.training.last_checkpoint`), and gives every rank its
+    own stream.
     """
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        if batch_idx != 0:
-            return
-        state = np.random.SeedSequence([self.seed, trainer.current_epoch, trainer.global_rank])
-        seed = int(state.generate_state(1)[0])
+        key = [self.seed, trainer.current_epoch, batch_idx, trainer.global_rank]
+        seed = int(np.random.SeedSequence(key).generate_state(1)[0])
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)  # seeds CUDA generators too

@@ -177,7 +177,9 @@ def resume_folder(cfg: GenieConfig, path: Path, *, progress: tuple[int, int]) ->
     last = path.parent / LAST
     if last.is_file() and not last.samefile(path):
         ahead = _stored_progress(last)
-        if ahead is not None and ahead > progress:
+        # steps alone: the epoch of a checkpoint written when training ends counts the last
+        # epoch as done, that of one written at the same epoch end (every N epochs) does not
+        if ahead is not None and ahead[0] > progress[0]:
             raise ConfigError(
                 f"--resume: {last} of the same run is further on (step {ahead[0]}, epoch "
                 f"{ahead[1]}) than {path} (step {progress[0]}, epoch {progress[1]}) and the "
