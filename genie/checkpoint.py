@@ -215,12 +215,15 @@ def _require_finite(state: Mapping[str, torch.Tensor], path: Path, what: str) ->
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A denoiser (eval mode) with its schedule and the config it was built from."""
+    """A denoiser (eval mode) with its schedule, the config it was built from, its checkpoint
+    file and the SHA-256 of that checkpoint's weights (:func:`state_dict_digest`: the checksum
+    it carries, or computed for a checkpoint written before checksums existed)."""
 
     model: GenieDenoiser
     schedule: DiffusionSchedule
     config: GenieConfig
     path: Path
+    weights_sha256: str
 
 
 def read_checkpoint(
@@ -261,4 +264,8 @@ def read_checkpoint(
         ) from None
     model.to(map_location).eval()
     schedule = build_schedule(config).to(map_location)
-    return TrainedModel(model=model, schedule=schedule, config=config, path=path)
+    entry = stored.get(CHECKSUM_KEY)  # verified by load_checkpoint_file where present
+    digest = entry["state_dict"] if entry is not None else state_dict_digest(state)
+    return TrainedModel(
+        model=model, schedule=schedule, config=config, path=path, weights_sha256=digest
+    )
