@@ -16,6 +16,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -126,6 +127,8 @@ class CaDataModule(pl.LightningDataModule):
         self.arrays: CaDatasetArrays | None = None
         self.train_dataset: CaDataset | None = None
         self.val_dataset: CaDataset | None = None
+        self.dataset_path: Path | None = None  # the dataset file read by setup
+        self._prepared: Path | None = None  # the path prepare_data found, in this process
 
     def _dataset_path(self, *, progress: bool) -> Path:
         if not self.sources:
@@ -146,14 +149,15 @@ class CaDataModule(pl.LightningDataModule):
         )
 
     def prepare_data(self) -> None:
-        """Build or reuse the cache (Lightning runs this on one process per node)."""
-        self._dataset_path(progress=True)
+        """Build or reuse the cache (Lightning runs this on one process per node); the path is
+        kept for this process's :meth:`setup` (the others look it up again)."""
+        self._prepared = self._dataset_path(progress=True)
 
     def setup(self, stage: str | None = None) -> None:
         """Load the dataset, split it and build the train/val datasets (idempotent)."""
         if self.train_dataset is not None:
             return
-        path = self._dataset_path(progress=False)
+        path = self._prepared or self._dataset_path(progress=False)
         where = f"{path}" if not uses_cache(self.sources) else f"{path} (from {self.sources})"
         arrays = load_dataset_file(path)
         usable = np.flatnonzero(arrays.lengths >= self.min_length)
@@ -187,7 +191,7 @@ class CaDataModule(pl.LightningDataModule):
                 f"({len(train_idx)}): raise dataset_size or lower val_fraction",
                 stacklevel=2,
             )
-        self.arrays = arrays
+        self.arrays, self.dataset_path = arrays, path
         joins = dict(
             concatenate=self.concatenate,
             join_residue_gap=self.join_residue_gap,
@@ -209,6 +213,34 @@ class CaDataModule(pl.LightningDataModule):
             seed=self.seed,
             **joins,
         )
+
+    def summary(self) -> dict[str, Any]:
+        """What the data module serves (after :meth:`setup`): the sources (``"bundled"`` for
+        the packaged set), the dataset file and its cache key (the fingerprint in a cache
+        file's name ``ca_dataset_<key>.npz``; None for the bundled set or a given ``.npz``),
+        the segments of the file and those long enough, and the segments, chains and residues
+        of the training and validation sides (and the training clusters with cluster
+        sampling)."""
+        train, val = self._require(self.train_dataset), self._require(self.val_dataset)
+        arrays, path = self.arrays, self.dataset_path
+        assert arrays is not None and path is not None
+
+        def side(indices: np.ndarray) -> dict[str, int]:
+            chains = {str(arrays.names[i]).rsplit("_", 1)[0] for i in indices}
+            residues = int(arrays.lengths[indices].sum())
+            return {"segments": len(indices), "chains": len(chains), "residues": residues}
+
+        cached = uses_cache(self.sources)
+        return {
+            "sources": list(self.sources) or "bundled",
+            "dataset_file": str(path.resolve()),
+            "cache_key": path.stem.removeprefix("ca_dataset_") if cached else None,
+            "segments_in_file": len(arrays),
+            "segments_usable": int((arrays.lengths >= self.min_length).sum()),
+            "min_length": self.min_length,
+            "train": {**side(train.indices), "clusters": self.num_train_clusters},
+            "validation": side(val.indices),
+        }
 
     @property
     def num_train(self) -> int:

@@ -1,13 +1,23 @@
-"""Callbacks: per-batch seeding (exact resume), and throughput/memory logging."""
+"""Callbacks: per-batch seeding (exact resume), the data summary of a run, and throughput/memory
+logging."""
 
 from __future__ import annotations
 
+import datetime
+import json
 import random
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+
+from genie.data.atomic import atomic_open
+from genie.data.datamodule import CaDataModule
+
+DATA_SUMMARY = "data.json"  # in the run folder
 
 
 class BatchSeedCallback(pl.Callback):
@@ -33,6 +43,51 @@ class BatchSeedCallback(pl.Callback):
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)  # seeds CUDA generators too
+
+
+def describe_data(summary: dict[str, Any]) -> str:
+    """One line of :meth:`CaDataModule.summary <genie.data.datamodule.CaDataModule.summary>`."""
+    sources = summary["sources"]
+    where = "bundled" if sources == "bundled" else ", ".join(sources)
+    key = summary["cache_key"]
+    origin = f"cache {summary['dataset_file']}, key {key}" if key else summary["dataset_file"]
+
+    def side(counts: dict[str, Any]) -> str:
+        clusters = f", {counts['clusters']:,} clusters" if counts.get("clusters") else ""
+        return (f"{counts['segments']:,} segments ({counts['chains']:,} chains, "
+                f"{counts['residues']:,} residues{clusters})")  # fmt: skip
+
+    return (
+        f"{where} ({origin}): {summary['segments_in_file']:,} segments, "
+        f"{summary['segments_usable']:,} of >= {summary['min_length']} residues; training "
+        f"{side(summary['train'])}, validation {side(summary['validation'])}"
+    )
+
+
+class DataSummary(pl.Callback):
+    """Print what the run trains on once its data is set up (sources, dataset file and cache
+    key, segments and chains of each side: :meth:`CaDataModule.summary
+    <genie.data.datamodule.CaDataModule.summary>`) and add it to the run folder's
+    :data:`DATA_SUMMARY`: a list with one entry per start of training (a resume appends its own,
+    so the data of every part of a run stays on record)."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # after the data module's set-up and the choice of the checkpoint to resume
+        datamodule = trainer.datamodule
+        if not trainer.is_global_zero:
+            return
+        if not isinstance(datamodule, CaDataModule) or trainer.logger is None:
+            return
+        summary = datamodule.summary()
+        print(f"[genie] data: {describe_data(summary)}", flush=True)
+        path = Path(trainer.logger.log_dir) / DATA_SUMMARY
+        entries = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+        started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        resumed = str(trainer.ckpt_path) if trainer.ckpt_path else None
+        entries.append({"started": started, "resumed_from": resumed, **summary})
+        with atomic_open(path) as handle:
+            json.dump(entries, handle, indent=1)
+            handle.write("\n")
 
 
 class SpeedAndMemoryLogger(pl.Callback):

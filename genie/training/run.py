@@ -2,7 +2,9 @@
 
 Shared by ``train/train_long.py`` and ``train/train_ultralong.py``. The run folder is
 ``logDirectory/name/version_N``; it holds the TensorBoard events, ``config.resolved`` (the full
-config after overrides) and ``checkpoints/`` (``last.ckpt`` and the best by validation loss).
+config after overrides), ``data.json`` (what each start of training trained on:
+:class:`~genie.training.callbacks.DataSummary`) and ``checkpoints/`` (``last.ckpt`` and the best
+by validation loss).
 Resuming a checkpoint continues in its own run folder (a config that names another folder is
 refused), with optimiser, schedule and epoch/step restored; random streams are reseeded from
 (seed, epoch, batch, rank) at every batch, so a resumed run draws exactly what the uninterrupted
@@ -41,7 +43,7 @@ from genie.config.schema import LOG_SAMPLES_LENGTH
 from genie.data.datamodule import CaDataModule, uses_cache
 from genie.model.build import model_sizes
 from genie.model.memory import peak_bytes, require_memory
-from genie.training.callbacks import BatchSeedCallback, SpeedAndMemoryLogger
+from genie.training.callbacks import BatchSeedCallback, DataSummary, SpeedAndMemoryLogger
 from genie.training.curriculum import ProgressiveLengthCallback
 from genie.training.from_checkpoint import check_resume, load_initial_weights
 from genie.training.last_checkpoint import EpochCheckpoint, LastCheckpoint
@@ -112,13 +114,15 @@ def _run_version(cfg: GenieConfig, resume: Path | None) -> str | int | None:
 
 
 def build_callbacks(cfg: GenieConfig) -> list[pl.Callback]:
-    """The run's callbacks, checkpointing excluded: seeding, throughput, learning rate, skipped
+    """The run's callbacks, checkpointing excluded: seeding, the data summary (printed, and
+    kept in the run folder's data.json), throughput, learning rate, skipped
     fp16 steps (a no-op without a GradScaler), the time budget (``maxTrainingMinutes``,
     :mod:`genie.training.time_budget`), the
     crop-length curriculum (``useProgressiveTraining``), TensorBoard pictures of sampled backbones
     (``logSamplesEveryEpochs``, :mod:`genie.training.pictures`)."""
     callbacks: list[pl.Callback] = [
         BatchSeedCallback(cfg.seed),
+        DataSummary(),
         SpeedAndMemoryLogger(),
         LearningRateMonitor(logging_interval="step"),
         SkippedStepMonitor(),
