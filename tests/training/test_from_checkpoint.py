@@ -59,9 +59,9 @@ def test_resume_with_another_name_is_refused_and_the_other_run_is_untouched(
     assert f"belongs to the run folder {alpha.parent.parent}" in message
     assert f"ask for a run folder in {root / 'runs' / 'beta'}" in message
     assert "name alpha" in message
-    path = tmp_path / "beta.config"
-    save_config(cfg, path)
-    assert main(["--config", str(path), "--resume", str(alpha)]) == 2
+    path = tmp_path / "alpha.config"  # the command line: alpha's config, --set name=beta
+    save_config(config(root, "alpha", "numEpochs=2"), path)
+    assert main(["--config", str(path), "--set", "name=beta", "--resume", str(alpha)]) == 2
     err = capsys.readouterr().err
     assert "error: --resume:" in err and "belongs to the run folder" in err
     assert "Traceback" not in err
