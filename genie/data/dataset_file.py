@@ -166,9 +166,10 @@ def load_dataset_file(path: str | Path) -> CaDatasetArrays:
     except (FileNotFoundError, PermissionError, DataError, MemoryError):
         raise
     except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as error:
+        reason = str(error).split(". ")[0].strip()  # numpy's first sentence (not its advice)
         raise DataError(
-            f"{path} is not a readable Cα dataset file (an .npz of python -m "
-            f"genie.data.preprocess): {type(error).__name__}: {error}"
+            f"{path} is not a Cα dataset file (an .npz of python -m genie.data.preprocess) or "
+            f"is damaged: {type(error).__name__}: {reason}"
         ) from error
 
 

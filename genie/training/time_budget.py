@@ -94,9 +94,9 @@ class TimeBudget(pl.Callback):
             )
         elif self.full_epochs == 0:
             log.warning(
-                "%s ran out before one epoch was completed: 0 epochs completed, training "
-                "stopped %s; last.ckpt holds that state and --resume continues with the next "
-                "batch; raise maxTrainingMinutes to train whole epochs",
+                "%s ran out before one whole epoch was trained: 0 epochs completed in this run, "
+                "training stopped %s; last.ckpt holds that state and --resume continues with "
+                "the next batch; raise maxTrainingMinutes to train whole epochs",
                 budget,
                 where,
             )

@@ -31,8 +31,8 @@ def test_a_budget_too_small_for_one_epoch_says_so_and_resumes_exactly(
     with caplog.at_level(logging.WARNING, logger="genie.train"):
         trainer, _ = train(tiny(tmp_path, "numEpochs=5", "maxTrainingMinutes=1e-9"), **QUIET)
     warning = next(r.message for r in caplog.records if "maxTrainingMinutes" in r.message)
-    assert "maxTrainingMinutes 1e-09 (6e-08 s) ran out before one epoch" in warning
-    assert "0 epochs completed" in warning
+    assert "maxTrainingMinutes 1e-09 (6e-08 s) ran out before one whole epoch" in warning
+    assert "0 epochs completed in this run" in warning
     assert f"after 1 of {TINY_STEPS_PER_EPOCH} training batches of epoch 1" in warning
     last = stored(trainer)  # written although checkpointEveryEpochs is 5
     assert (last["global_step"], last["epoch"]) == (1, 0)  # in the middle of epoch 0
