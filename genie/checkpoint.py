@@ -217,12 +217,15 @@ def _require_finite(state: Mapping[str, torch.Tensor], path: Path, what: str) ->
 @dataclass(frozen=True)
 class TrainedModel:
     """A denoiser (eval mode) with its schedule, what its output means (noise scale and
-    prediction target) and the config it was built from."""
+    prediction target), the config it was built from, its checkpoint file and the SHA-256 of
+    that checkpoint's weights (:func:`state_dict_digest`: the checksum it carries, or computed
+    for a checkpoint written before checksums existed)."""
 
     model: GenieDenoiser
     schedule: DiffusionSchedule
     config: GenieConfig
     path: Path
+    weights_sha256: str
     parametrisation: Parametrisation = field(default_factory=Parametrisation)
 
 
@@ -264,5 +267,8 @@ def read_checkpoint(
         ) from None
     model.to(map_location).eval()
     schedule = build_schedule(config).to(map_location)
+    entry = stored.get(CHECKSUM_KEY)  # verified by load_checkpoint_file where present
+    digest = entry["state_dict"] if entry is not None else state_dict_digest(state)
     return TrainedModel(model=model, schedule=schedule, config=config, path=path,
+                        weights_sha256=digest,
                         parametrisation=build_parametrisation(config))  # fmt: skip

@@ -42,6 +42,24 @@ def tiny_train_config(tmp_path: Path, *extra: str):
     )  # fmt: skip
 
 
+# Dropout and a learning-rate warm-up: what a resumed run must reproduce exactly.
+RESUME_EXTRA = ("triangularDropout=0.25", "warmupEpochs=1")
+TINY_STEPS_PER_EPOCH = 2  # tiny_train_config: 16 training segments in batches of 8
+
+
+def checkpoint_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` of a training checkpoint."""
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def assert_same_weights(path: Path, expected: dict[str, torch.Tensor]) -> None:
+    """The weights of checkpoint ``path`` are bit for bit ``expected``."""
+    weights = checkpoint_weights(path)
+    assert list(weights) == list(expected)
+    for name, value in expected.items():
+        assert torch.equal(weights[name], value), f"{name} differs from the uninterrupted run"
+
+
 def write_tiny_checkpoint(path: Path, *, timesteps: int) -> Path:
     """A checkpoint in the trainer's format of a tiny model with ``timesteps`` diffusion steps and
     random (not zero-initialised) weights."""

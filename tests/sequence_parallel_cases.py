@@ -264,7 +264,7 @@ def module_training_step(rank: int, world: int) -> dict[str, Any]:
     mesh = init_device_mesh("cpu", (1, world), mesh_dim_names=(DATA_DIM, SEQUENCE_DIM))
     module._device_mesh = mesh
     module.configure_model()
-    torch.manual_seed(11)  # one stream on every process, as EpochSeedCallback makes it
+    torch.manual_seed(11)  # one stream on every process, as BatchSeedCallback makes it
     module.training_step(batch, 0).backward()
     return dict(grads=_gradients(module), ref_grads=_gradients(reference),
                 shards=module.model.sequence_layout.num_shards)  # fmt: skip

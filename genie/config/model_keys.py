@@ -16,6 +16,23 @@ from genie.config.fields import (
     option,
 )
 
+# Model keys that a resumed run may change (``--resume``, genie/training/from_checkpoint.py): they
+# change memory and speed only (chunk sizes, layer recomputation, attention kernels: the same
+# function up to rounding), the regularisation (dropout rates) or the initialisation (mhcAlphaInit:
+# the checkpoint's weights replace it). Every other model key, and numTimesteps and schedule,
+# defines what the trained weights compute, so a resume refuses a change of it.
+RESUMABLE_MODEL_KEYS = frozenset(
+    {
+        "triangleChunkSize", "axialRowChunkSize", "axialColChunkSize",
+        "triangleAttentionChunkSize", "sparseChunkSize", "knnChunkSize", "ipaChunkSize",
+        "useGradientCheckpointing", "checkpointingStrategy", "checkpointEveryNLayers",
+        "checkpointModules", "adaptiveCheckpointFraction",
+        "flashBackend", "flashQKDtype", "useFlashAttn3",
+        "triangularDropout", "ipaDropout", "structureTransitionDropout",
+        "mhcAlphaInit",
+    }
+)  # fmt: skip
+
 
 @dataclasses.dataclass
 class ModelKeys:

@@ -194,8 +194,9 @@ class TrainingKeys:
     numEpochs: int = option(100, "training epochs", min=1, max=MAX_COUNT)
     maxTrainingMinutes: float | None = option(
         None,
-        "stop at the end of the epoch in which this much training time (minutes, counted over "
-        "resumes: checkpoints store it) has passed, then save last.ckpt; None = numEpochs only",
+        "stop after the training batch in which this much training time (minutes, counted over "
+        "resumes: checkpoints store it) has passed, and save last.ckpt (mid-epoch: a resume "
+        "goes on with the next batch); None = numEpochs only",
         min=0,
         min_exclusive=True,
     )
@@ -208,7 +209,13 @@ class TrainingKeys:
     logEverySteps: int = option(
         50, "log training scalars every N optimiser steps", min=1, max=MAX_ITEMS
     )
-    checkpointEveryEpochs: int = option(1, "save checkpoints every N epochs", min=1, max=MAX_COUNT)
+    checkpointEveryEpochs: int = option(
+        1,
+        "save the best and last checkpoints every N epochs; last.ckpt is also saved whenever "
+        "training ends (last epoch, time budget, Ctrl-C)",
+        min=1,
+        max=MAX_COUNT,
+    )
     validateEveryEpochs: int = option(
         1, "run the validation loop every N epochs", min=1, max=MAX_COUNT
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -142,6 +143,8 @@ class CaDataModule(pl.LightningDataModule):
         self.arrays: CaDatasetArrays | None = None
         self.train_dataset: CaDataset | None = None
         self.val_dataset: CaDataset | None = None
+        self.dataset_path: Path | None = None  # the dataset file read by setup
+        self._prepared: Path | None = None  # the path prepare_data found, in this process
 
     def _dataset_path(self, *, progress: bool) -> Path:
         if not self.sources:
@@ -162,14 +165,15 @@ class CaDataModule(pl.LightningDataModule):
         )
 
     def prepare_data(self) -> None:
-        """Build or reuse the cache (Lightning runs this on one process per node)."""
-        self._dataset_path(progress=True)
+        """Build or reuse the cache (Lightning runs this on one process per node); the path is
+        kept for this process's :meth:`setup` (the others look it up again)."""
+        self._prepared = self._dataset_path(progress=True)
 
     def setup(self, stage: str | None = None) -> None:
         """Load the dataset, split it and build the train/val datasets (idempotent)."""
         if self.train_dataset is not None:
             return
-        path = self._dataset_path(progress=False)
+        path = self._prepared or self._dataset_path(progress=False)
         where = f"{path}" if not uses_cache(self.sources) else f"{path} (from {self.sources})"
         arrays = load_dataset_file(path)
         usable = np.flatnonzero(arrays.lengths >= self.min_length)
@@ -203,7 +207,7 @@ class CaDataModule(pl.LightningDataModule):
                 f"({len(train_idx)}): raise dataset_size or lower val_fraction",
                 stacklevel=2,
             )
-        self.arrays = arrays
+        self.arrays, self.dataset_path = arrays, path
         joins = dict(
             concatenate=self.concatenate,
             join_residue_gap=self.join_residue_gap,
@@ -225,6 +229,34 @@ class CaDataModule(pl.LightningDataModule):
             seed=self.seed,
             **joins,
         )
+
+    def summary(self) -> dict[str, Any]:
+        """What the data module serves (after :meth:`setup`): the sources (``"bundled"`` for
+        the packaged set), the dataset file and its cache key (the fingerprint in a cache
+        file's name ``ca_dataset_<key>.npz``; None for the bundled set or a given ``.npz``),
+        the segments of the file and those long enough, and the segments, chains and residues
+        of the training and validation sides (and the training clusters with cluster
+        sampling)."""
+        train, val = self._require(self.train_dataset), self._require(self.val_dataset)
+        arrays, path = self.arrays, self.dataset_path
+        assert arrays is not None and path is not None
+
+        def side(indices: np.ndarray) -> dict[str, int]:
+            chains = {str(arrays.names[i]).rsplit("_", 1)[0] for i in indices}
+            residues = int(arrays.lengths[indices].sum())
+            return {"segments": len(indices), "chains": len(chains), "residues": residues}
+
+        cached = uses_cache(self.sources)
+        return {
+            "sources": list(self.sources) or "bundled",
+            "dataset_file": str(path.resolve()),
+            "cache_key": path.stem.removeprefix("ca_dataset_") if cached else None,
+            "segments_in_file": len(arrays),
+            "segments_usable": int((arrays.lengths >= self.min_length).sum()),
+            "min_length": self.min_length,
+            "train": {**side(train.indices), "clusters": self.num_train_clusters},
+            "validation": side(val.indices),
+        }
 
     @property
     def num_train(self) -> int:
@@ -289,6 +321,7 @@ class CaDataModule(pl.LightningDataModule):
             accumulation=accumulation,
             even=shuffle or self.even_validation,
             epoch_source=self._current_epoch if shuffle else None,
+            skip_source=self._batches_done if shuffle else None,
             groups=groups,
         )
         what = "training" if shuffle else "validation"
@@ -326,6 +359,23 @@ class CaDataModule(pl.LightningDataModule):
         if trainer is None:
             return 0
         return int(trainer.fit_loop.epoch_progress.current.processed)
+
+    def _batches_done(self) -> int:
+        """Training batches of the current epoch already trained when its iterator starts: 0,
+        except in a run resumed from a checkpoint written in the middle of an epoch (a
+        time-budget or Ctrl-C stop, :mod:`genie.training.last_checkpoint`), which Lightning
+        restores before it creates that epoch's iterator. Read from the fit loop: between two
+        epochs (a new epoch's iterator, also after an epoch-end checkpoint) no epoch is in
+        progress or its batch count was reset; a restored epoch in progress counts its
+        processed batches (all of them after a checkpoint written at its end: nothing is left,
+        and Lightning fetches nothing more of that epoch)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0
+        epochs = trainer.fit_loop.epoch_progress.current
+        if epochs.started <= epochs.processed:  # between epochs
+            return 0
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled, length-bucketed, random crops; the epoch is read from the trainer."""

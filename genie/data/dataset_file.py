@@ -151,18 +151,31 @@ def read_dataset_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def load_dataset_file(path: str | Path) -> CaDatasetArrays:
-    """Load a dataset file written by :func:`save_dataset_file`.
+    """Load a dataset file written by :func:`save_dataset_file`, every array read and checked.
 
     Raises:
-        DataError: not an ``.npz`` file, missing keys or another format version.
-        ValueError: inconsistent arrays.
+        FileNotFoundError, PermissionError: the file is missing or cannot be opened.
+        DataError: anything else that keeps it from being a dataset of this format: not an
+            ``.npz`` archive (garbage, a pickle, a single array), truncated or damaged (a zip
+            CRC error), missing keys, unreadable or non-JSON metadata, another format version,
+            pickled object arrays, inconsistent arrays.
     """
     path = Path(path)
-    not_dataset = f"{path} is not a Cα dataset file (an .npz of python -m genie.data.preprocess)"
     try:
-        opened = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, zipfile.BadZipFile) as error:  # not an .npz archive at all
-        raise DataError(f"{not_dataset}: {error}") from error
+        return _load(path)
+    except (FileNotFoundError, PermissionError, DataError, MemoryError):
+        raise
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as error:
+        reason = str(error).split(". ")[0].strip()  # numpy's first sentence (not its advice)
+        raise DataError(
+            f"{path} is not a Cα dataset file (an .npz of python -m genie.data.preprocess) or "
+            f"is damaged: {type(error).__name__}: {reason}"
+        ) from error
+
+
+def _load(path: Path) -> CaDatasetArrays:
+    not_dataset = f"{path} is not a Cα dataset file (an .npz of python -m genie.data.preprocess)"
+    opened = np.load(path, allow_pickle=False)
     if not isinstance(opened, np.lib.npyio.NpzFile):  # a single .npy array
         raise DataError(f"{not_dataset}: one array, not an archive")
     with opened as data:
@@ -170,6 +183,8 @@ def load_dataset_file(path: str | Path) -> CaDatasetArrays:
         if missing:
             raise DataError(f"{path} is not a Cα dataset file: missing {missing}")
         metadata = json.loads(str(data["metadata"]))
+        if not isinstance(metadata, dict):
+            raise DataError(f"{not_dataset}: its metadata is not a JSON object")
         version = metadata.get("format_version")
         if version != FORMAT_VERSION:
             raise DataError(

@@ -2,8 +2,9 @@
 
 The cache file ``<cache_dir>/ca_dataset_<hash>.npz`` is named by a hash of the input files
 (resolved path, size, mtime) and every filter parameter plus the format version, so it is rebuilt
-only when an input or a filter changes. Files that cannot be read are skipped and counted by
-reason. Format: :mod:`genie.data.dataset_file`.
+only when an input or a filter changes, or when it cannot be read in full (truncated, damaged,
+not an archive of this format or version: reported once, then rebuilt). Files that cannot be
+read are skipped and counted by reason. Format: :mod:`genie.data.dataset_file`.
 
 Command line::
 
@@ -24,7 +25,6 @@ import logging
 import shutil
 import sys
 import time
-import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -37,7 +37,6 @@ from genie.data.dataset_file import (
     CaDatasetArrays,
     arrays_from_segments,
     load_dataset_file,
-    read_dataset_metadata,
     save_dataset_file,
 )
 from genie.data.structure_io import (
@@ -229,15 +228,16 @@ def build_dataset(
     }
     path = Path(cache_dir) / f"ca_dataset_{_fingerprint(files, params)}.npz"
     if path.is_file():
-        try:
-            counts = read_dataset_metadata(path)["summary"]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-            # any unreadable cache (truncated, garbage, another format) is reported and rebuilt
+        try:  # read in full: a cache is used only when the loader accepts all of it
+            cached = load_dataset_file(path)
+        except DataError as error:
+            # any unreadable cache (truncated, damaged, garbage, a pickle, another format or
+            # version) is reported once and rebuilt
             _report(f"Cα dataset: cache {path} unreadable ({error}); rebuilding", progress)
         else:
             _report(
-                f"Cα dataset: using cached {path} ({counts['segments_kept']} segments, "
-                f"{counts['residues']} residues)",
+                f"Cα dataset: using cached {path} ({len(cached)} segments, "
+                f"{cached.num_residues} residues)",
                 progress,
             )
             return path

@@ -47,6 +47,11 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
     max_length)`` keys (see :meth:`CaDataset.__getitem__`). With ``epoch_source`` (e.g. the
     trainer's current epoch) the epoch is read when iteration starts, so an iterator that a
     framework creates before calling ``set_epoch`` (as Lightning does on resume) is still right.
+    With ``skip_source`` (the batches of the epoch already trained, e.g. by a run resumed from a
+    checkpoint written in the middle of an epoch) iteration starts after them: the epoch's
+    remaining batches are exactly those the uninterrupted epoch would have gone on with; ``len``
+    stays the epoch's full count.
+
     Use it with ``Trainer(use_distributed_sampler=False)``.
     """
 
@@ -64,6 +69,7 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         even: bool = True,
         pool_batches: int = 32,
         epoch_source: Callable[[], int] | None = None,
+        skip_source: Callable[[], int] | None = None,
         groups: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         """
@@ -79,6 +85,8 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
             even: unshuffled mode: every rank gets the same number of batches.
             pool_batches: steps per sorting pool.
             epoch_source: returns the current epoch; read at every ``__iter__`` when given.
+            skip_source: returns how many of this rank's batches of the epoch to skip (already
+                trained); read at every ``__iter__`` when given.
             groups: ``[len(dataset)]`` integer group label per item: a shuffled epoch takes
                 one item per group; None = every item.
         """
@@ -98,6 +106,7 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         self.pool_batches = pool_batches
         self.epoch = 0
         self.epoch_source = epoch_source
+        self.skip_source = skip_source
         self.groups = None
         if groups is not None:
             self.groups = np.asarray(groups, dtype=np.int64)
@@ -202,6 +211,8 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
             )
         else:
             batches = steps[self.rank :: self.num_replicas]
+        if self.skip_source is not None:
+            batches = batches[self.skip_source() :]
         epoch, max_length = self.epoch, self.dataset.max_length
         for batch in batches:
             yield [(i, epoch, max_length) for i in batch]

@@ -3,12 +3,17 @@
 Reads a sampling config (checkpoint, lengths, samples per length, batch size, sampler, seed,
 output folder), samples in batches of mixed lengths and writes one Cα-only file per backbone
 (PDB up to 9,999 residues, mmCIF above; optionally PDB fragments and the trajectory), atomically
-(:mod:`genie.sampling.writer`). Files already present are skipped, so an interrupted run
-continues where it stopped. Sample i of length L uses the seed derived from (seed, L, i);
-re-running with the same config regenerates exactly the missing files (a temporary file left by a
-killed run is removed). A sample that diverged (NaN/inf coordinates, or beyond the PDB columns
-with ``outputFormat pdb``) is not written as a structure file: a warning names it, its length and
-seed, and the summary line counts it (``saveDivergedSamples`` keeps it as ``NAME.diverged.npz``).
+(:mod:`genie.sampling.writer`). ``outputDirectory/provenance.json`` records which checkpoint
+(weights SHA-256), sampler settings, seed and code version made each sample
+(:mod:`genie.sampling.provenance`). A file already present counts as done only when its record
+matches the run's checkpoint, settings, seed and length, so an interrupted run continues where it
+stopped; a file made otherwise, or without a record, stops the run before any sampling (exit 2)
+unless ``--overwrite`` samples it again. Sample i of length L uses the seed derived from
+(seed, L, i); re-running with the same config regenerates exactly the missing files (a
+temporary file left by a killed run is removed). A sample that diverged (NaN/inf coordinates, or
+beyond the PDB columns with ``outputFormat pdb``) is not written as a structure file: a warning
+names it, its length and seed, and the summary line counts it (``saveDivergedSamples`` keeps it
+as ``NAME.diverged.npz``).
 A progress bar shows reverse steps/s and the ETA; one summary line ends the run.
 """
 
@@ -40,6 +45,13 @@ from genie.sampling.chains import sample_seed
 from genie.sampling.ddim import DDIMSampler
 from genie.sampling.ddpm import DDPMSampler
 from genie.sampling.predictor import sample_chains
+from genie.sampling.provenance import (
+    MANIFEST,
+    jobs_to_sample,
+    record_samples,
+    run_record,
+    sample_record,
+)
 from genie.sampling.renoise import RenoiseSampler
 from genie.sampling.reverse import ReverseSampler
 from genie.sampling.writer import coordinate_problem, with_suffix, write_diverged, write_sample
@@ -62,6 +74,13 @@ class SampleJob:
     def done(self) -> bool:
         """Whether the structure file (written last) exists: the sample is complete."""
         return any(with_suffix(self.stem, s).exists() for s in (".pdb", ".cif"))
+
+    def remove_files(self) -> None:
+        """Delete this sample's structure, fragment, trajectory and diverged files."""
+        for suffix in (".pdb", ".cif", ".trajectory.npz", ".diverged.npz"):
+            with_suffix(self.stem, suffix).unlink(missing_ok=True)
+        for fragment in self.stem.parent.glob(f"{self.stem.name}_frag*"):
+            fragment.unlink(missing_ok=True)
 
 
 def parse_lengths(items: Sequence[str]) -> list[int]:
@@ -152,6 +171,22 @@ def describe_sampler(cfg: SampleConfig, sampler: ReverseSampler) -> str:
     return f"ddim, stride {stride}, {steps} steps, η {cfg.ddimEta:g}, γ {cfg.temperature:g}"
 
 
+def sampler_settings(cfg: SampleConfig, trained: TrainedModel, sampler: ReverseSampler) -> dict:
+    """The settings of this run that change the samples, as the provenance records them."""
+    return {
+        "samplingStrategy": cfg.samplingStrategy,
+        "temperature": cfg.temperature,
+        "skipSteps": cfg.skipSteps,
+        "ddimEta": cfg.ddimEta,
+        "numTimesteps": trained.schedule.num_timesteps,
+        "steps": len(sampler.timesteps()),
+        "knnUpdateFrequency": cfg.knnUpdateFrequency,
+        "recentre": cfg.recentre,
+        "parametrisation": trained.parametrisation.describe(),
+        "modelOverrides": cfg.model_overrides(),
+    }
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda`` (checked)."""
     if name == "auto":
@@ -224,15 +259,19 @@ def check_launch(cfg: SampleConfig) -> None:
         )
 
 
-def sample(cfg: SampleConfig, *, force: bool = False) -> list[Path]:
+def sample(cfg: SampleConfig, *, force: bool = False, overwrite: bool = False) -> list[Path]:
     """Run a sampling config; returns the structure files written by this call.
 
     Args:
         force: sample even where the memory estimate of a batch exceeds the free memory.
+        overwrite: sample again the planned samples whose files were made by another
+            checkpoint or other settings, or have no provenance record (their files are
+            replaced), instead of refusing.
 
     Raises:
         ConfigError: a bad key value, or a torchrun launch that cannot sample
-            (:func:`check_launch`; checked before any work).
+            (:func:`check_launch`; checked before any work), or, without ``overwrite``, files
+            of planned samples made otherwise (checked before any sampling).
         NotADirectoryError, PermissionError, UserInputError: ``outputDirectory`` cannot be
             written (checked before the model is loaded).
     """
@@ -242,12 +281,9 @@ def sample(cfg: SampleConfig, *, force: bool = False) -> list[Path]:
     device = resolve_device(cfg.device)
     jobs = plan_jobs(cfg)
     ensure_writable_dir(cfg.outputDirectory, what="outputDirectory")
-    for path in remove_stale_temporaries(cfg.outputDirectory, prefix=f"{cfg.name}_L"):
-        log.info("removed %s, left by a run that was killed while writing it", path.name)
-    todo = [job for job in jobs if not job.done()]
-    print(f"[genie] {len(jobs)} samples planned, {len(jobs) - len(todo)} already written")
-    if not todo:
-        return []
+    for prefix in (f"{cfg.name}_L", MANIFEST):
+        for path in remove_stale_temporaries(cfg.outputDirectory, prefix=prefix):
+            log.info("removed %s, left by a run that was killed while writing it", path.name)
     trained = load_model(cfg, device)
     mode = resolve_compile_mode(cfg.compileModel, device, auto="reduce-overhead")
     model = maybe_compile(trained.model, mode=mode)  # the module itself for mode off
@@ -255,6 +291,13 @@ def sample(cfg: SampleConfig, *, force: bool = False) -> list[Path]:
         log.info("model calls run through torch.compile (mode %s)", mode)
     sampler = build_sampler(cfg, trained.schedule)
     steps = len(sampler.timesteps())
+    settings = sampler_settings(cfg, trained, sampler)
+    run = run_record(checkpoint_sha256=trained.weights_sha256, checkpoint_path=trained.path,
+                     sampler=settings, device=device.type)  # fmt: skip
+    todo = jobs_to_sample(cfg.outputDirectory, jobs, run, overwrite=overwrite)
+    print(f"[genie] {len(jobs)} samples planned, {len(jobs) - len(todo)} already written")
+    if not todo:
+        return []
     todo.sort(key=lambda job: job.length)
     longest, chains = todo[-1].length, min(cfg.batchSize, len(todo))
     needed = peak_bytes(model_sizes(trained.config), length=longest, batch=chains, training=False)
@@ -285,9 +328,15 @@ def sample(cfg: SampleConfig, *, force: bool = False) -> list[Path]:
                 trajectory_chains=keep,
                 on_step=lambda _done: bar.update(1),
             )  # fmt: skip
-            for job, xyz, frames in zip(batch, result.coords, result.trajectories, strict=True):
+            outcomes = list(zip(batch, result.coords, result.trajectories, strict=True))
+            problems = [coordinate_problem(xyz, fmt=cfg.outputFormat) for _, xyz, _ in outcomes]
+            record_samples(cfg.outputDirectory, {  # before the files: never a file without one
+                job.stem.name: sample_record(run, seed=job.seed, length=job.length,
+                                             index=job.index)
+                for (job, _, _), why in zip(outcomes, problems, strict=True) if why is None
+            })  # fmt: skip
+            for (job, xyz, frames), why in zip(outcomes, problems, strict=True):
                 frame_steps = result.frame_timesteps if frames else ()
-                why = coordinate_problem(xyz, fmt=cfg.outputFormat)
                 if why is not None:
                     _set_aside(cfg, job, xyz, frames, frame_steps, why)
                     diverged.append(job)
@@ -331,12 +380,18 @@ def main(
         action="store_true",
         help="sample even where the memory estimate exceeds the free memory",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="sample again (replacing their files) the planned samples of outputDirectory made "
+        "by another checkpoint or other settings, or without a provenance record",
+    )
     args = parser.parse_args(argv)
     try:
         cfg, applied = load_with_defaults(SampleConfig, args.config, args.overrides, defaults)
         if applied:
             print("[genie] defaults applied: " + ", ".join(a.replace("=", " ", 1) for a in applied))
-        sample(cfg, force=args.force)
+        sample(cfg, force=args.force, overwrite=args.overwrite)
     except BaseException as error:  # the error path of every entry point
         return exit_status(error)
     return 0

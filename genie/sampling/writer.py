@@ -1,8 +1,9 @@
 """Writing one sampled backbone: the structure file, optional fragments and trajectory.
 
 Every file is written atomically, and the structure file ``STEM.pdb``/``STEM.cif`` is written
-last: its presence means the sample is complete (a re-run skips it), so an interruption never
-leaves a sample that looks finished but lacks its fragments or trajectory.
+last: its presence means the sample is complete (a re-run skips it when its provenance record
+matches, :mod:`genie.sampling.provenance`), so an interruption never leaves a sample that looks
+finished but lacks its fragments or trajectory.
 
 Fragments (``saveFragments``): a chain longer than the fragment length F is also written as
 consecutive pieces ``STEM_frag000.pdb``, ``STEM_frag001.pdb``, ...: fragment k holds residues

@@ -58,7 +58,7 @@ def resume_epoch(checkpoint: dict[str, Any]) -> int:
     try:
         done = bool(checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["is_last_batch"])
     except (KeyError, TypeError):
-        done = True  # no loop state: an epoch-end checkpoint is the only kind we write
+        done = True  # no loop state: not written by the trainer; take it as an epoch end
     return epoch + 1 if done else epoch
 
 
@@ -151,6 +151,10 @@ class ProgressiveLengthCallback(pl.Callback):
         self._apply(trainer, epoch)
         pl_module.log("train/curriculum_stage", float(self.stage), on_step=False, on_epoch=True)
         pl_module.log("train/max_length", float(self.max_length), on_step=False, on_epoch=True)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # an epoch resumed in its middle has no epoch-start hook; the next epoch's is not first
+        self._first_epoch_of_fit = False
 
     def state_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "epoch": self.epoch, "lengths": list(self.lengths)}

@@ -11,7 +11,7 @@ chain's own residues only (zero at padding); with sequence parallelism every sha
 chain's whole ε and keep its own residues.
 
 Dropout masks are not drawn here: they come from each rank's global stream
-(:class:`~genie.training.callbacks.EpochSeedCallback`).
+(:class:`~genie.training.callbacks.BatchSeedCallback`).
 """
 
 from __future__ import annotations

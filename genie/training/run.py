@@ -2,13 +2,18 @@
 
 Shared by ``train/train_long.py`` and ``train/train_ultralong.py``. The run folder is
 ``logDirectory/name/version_N``; it holds the TensorBoard events, ``config.resolved`` (the full
-config after overrides) and ``checkpoints/`` (``last.ckpt`` and the best by validation loss).
-Resuming a checkpoint continues in its own run folder, with optimiser, schedule and epoch/step
-restored; random streams are reseeded from (seed, epoch, rank) every epoch, so a resumed run
-draws exactly what the uninterrupted run would have. ``--init-weights CKPT`` instead starts a new
-run from a checkpoint's model weights alone (fresh optimiser, warm-up and epoch count): for
-fine-tuning, or to go on from a checkpoint that holds weights only. Both checkpoints are read and
-checked before anything of the run is written (:mod:`genie.training.from_checkpoint`).
+config after overrides), ``data.json`` (what each start of training trained on:
+:class:`~genie.training.callbacks.DataSummary`) and ``checkpoints/`` (``last.ckpt`` and the best
+by validation loss).
+Resuming a checkpoint continues in its own run folder (a config that names another folder is
+refused), with optimiser, schedule and epoch/step restored; random streams are reseeded from
+(seed, epoch, batch, rank) at every batch, so a resumed run draws exactly what the uninterrupted
+run would have, also from a checkpoint written in the middle of an epoch. Training always ends
+with ``last.ckpt`` (:mod:`genie.training.last_checkpoint`). ``--init-weights CKPT`` instead
+starts a new run from a checkpoint's model weights alone (fresh optimiser, warm-up and epoch
+count): for fine-tuning, or to go on from a checkpoint that holds weights only. Both checkpoints
+are read and checked before anything of the run is written
+(:mod:`genie.training.from_checkpoint`).
 
 Launchers (``useDistributed``, docs/DISTRIBUTED.md): ``python train/...`` trains on ``devices``
 devices of each of ``numNodes`` nodes (Lightning starts the extra processes itself); under
@@ -25,13 +30,13 @@ import inspect
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
+from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.strategies import Strategy
 
@@ -44,13 +49,15 @@ from genie.model.build import build_denoiser, model_sizes
 from genie.model.memory import peak_bytes, require_memory
 from genie.model.stack import PairStack
 from genie.model.structure.stack import StructureNet
-from genie.training.callbacks import EpochSeedCallback, SpeedAndMemoryLogger
+from genie.training.callbacks import BatchSeedCallback, DataSummary, SpeedAndMemoryLogger
 from genie.training.curriculum import ProgressiveLengthCallback
 from genie.training.distributed import distributed_strategy, torchrun_layout
 from genie.training.from_checkpoint import check_resume, load_initial_weights
+from genie.training.last_checkpoint import EpochCheckpoint, LastCheckpoint
 from genie.training.module import GenieModule
 from genie.training.pictures import SamplePictures
 from genie.training.precision import SkippedStepMonitor, lightning_precision
+from genie.training.time_budget import TimeBudget
 from genie.utils.cli import exit_status
 from genie.utils.paths import ensure_writable_dir
 from genie.utils.runtime import apply_runtime_settings
@@ -93,28 +100,30 @@ def build_datamodule(cfg: GenieConfig) -> CaDataModule:
 
 
 def _run_version(cfg: GenieConfig, resume: Path | None) -> str | int | None:
-    """Resume inside the checkpoint's own run folder (…/version_N/checkpoints/x.ckpt)."""
+    """Resume inside the checkpoint's own run folder (…/version_N/checkpoints/x.ckpt), which
+    :func:`~genie.training.from_checkpoint.check_resume` has checked to be in
+    ``logDirectory/name``; None (a new ``version_N``) for any other checkpoint."""
     if resume is not None and resume.parent.name == "checkpoints":
         return resume.parent.parent.name
     return None
 
 
 def build_callbacks(cfg: GenieConfig) -> list[pl.Callback]:
-    """The run's callbacks, checkpointing excluded: seeding, throughput, learning rate, skipped
-    fp16 steps (a no-op without a GradScaler), the time budget (``maxTrainingMinutes``), the
+    """The run's callbacks, checkpointing excluded: seeding, the data summary (printed, and
+    kept in the run folder's data.json), throughput, learning rate, skipped
+    fp16 steps (a no-op without a GradScaler), the time budget (``maxTrainingMinutes``,
+    :mod:`genie.training.time_budget`), the
     crop-length curriculum (``useProgressiveTraining``), TensorBoard pictures of sampled backbones
     (``logSamplesEveryEpochs``, :mod:`genie.training.pictures`)."""
     callbacks: list[pl.Callback] = [
-        EpochSeedCallback(cfg.seed),
+        BatchSeedCallback(cfg.seed),
+        DataSummary(),
         SpeedAndMemoryLogger(),
         LearningRateMonitor(logging_interval="step"),
         SkippedStepMonitor(),
     ]
     if cfg.maxTrainingMinutes is not None:
-        # stop at the end of the epoch in which the budget runs out: a mid-epoch stop would save
-        # a checkpoint that counts the epoch as done, and a resume would skip its rest
-        duration = timedelta(minutes=cfg.maxTrainingMinutes)
-        callbacks.append(Timer(duration=duration, interval="epoch"))
+        callbacks.append(TimeBudget(minutes=cfg.maxTrainingMinutes))
     if cfg.useProgressiveTraining:
         callbacks.append(
             ProgressiveLengthCallback(
@@ -236,7 +245,7 @@ def build_trainer(
     strategy = build_strategy(cfg, model=model) if cfg.useDistributed else "auto"
     logger = TensorBoardLogger(cfg.logDirectory, name=cfg.name, version=_run_version(cfg, resume))
     folder = Path(logger.log_dir) / "checkpoints"  # rank 0's: ModelCheckpoint broadcasts it
-    best = ModelCheckpoint(
+    best = EpochCheckpoint(
         dirpath=folder,
         filename="best-epoch{epoch:04d}",
         auto_insert_metric_name=False,
@@ -247,14 +256,9 @@ def build_trainer(
     )
     # last.ckpt has a checkpoint callback of its own: since Lightning 2.6, save_last=True on the
     # monitored one writes last.ckpt only when val/loss improves (a copy of the best, not the last
-    # epoch); the validation loss rises at every stage of a length curriculum, for example.
-    last = ModelCheckpoint(
-        dirpath=folder,
-        filename="last",
-        save_top_k=1,
-        every_n_epochs=cfg.checkpointEveryEpochs,
-        enable_version_counter=False,  # overwrite last.ckpt, also on resume (never last-v1.ckpt)
-    )
+    # epoch); the validation loss rises at every stage of a length curriculum, for example. It
+    # also writes last.ckpt whenever training ends, every N epochs or not.
+    last = LastCheckpoint(path=folder / "last.ckpt", every_n_epochs=cfg.checkpointEveryEpochs)
     callbacks = [best, last, *build_callbacks(cfg), *overrides.pop("callbacks", [])]
     kwargs = dict(
         max_epochs=cfg.numEpochs,
@@ -320,11 +324,16 @@ def train(
             counters start afresh); not together with ``resume``.
         force: train even where the memory estimate of a step exceeds the free memory.
 
+    Training ends with ``last.ckpt`` in the run folder whatever ``checkpointEveryEpochs`` is:
+    after the last epoch, the time budget or a first Ctrl-C
+    (:mod:`genie.training.last_checkpoint`).
+
     Raises:
         CheckpointError: ``resume`` or ``init_weights`` cannot be used (missing, unreadable,
             refused, not ours, corrupted, non-finite weights), found before anything is written.
-        ConfigError: the checkpoint's model differs from ``cfg``'s
-            (:mod:`genie.training.from_checkpoint`).
+        ConfigError: the checkpoint's model differs from ``cfg``'s, or its run folder is not
+            the one ``cfg`` names (:mod:`genie.training.from_checkpoint`).
+        KeyboardInterrupt: Ctrl-C stopped training (once: after ``last.ckpt`` was saved).
     """
     cfg = with_launch_layout(cfg)
     check_output_folders(cfg)
@@ -349,7 +358,18 @@ def train(
     fit_options = {"ckpt_path": str(resume) if resume else None}
     if "weights_only" in inspect.signature(trainer.fit).parameters:  # Lightning >= 2.5
         fit_options["weights_only"] = True  # as check_resume read it (no code ever runs)
-    trainer.fit(module, datamodule=datamodule, **fit_options)
+    with warnings.catch_warnings():
+        # a checkpoint written mid-epoch resumes exactly: the batch sampler skips the batches
+        # already trained (genie.training.last_checkpoint), which Lightning cannot know
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended")
+        try:
+            trainer.fit(module, datamodule=datamodule, **fit_options)
+        except SystemExit as stop:  # Lightning ends a KeyboardInterrupt with sys.exit(1)
+            if isinstance(stop.__context__, KeyboardInterrupt):
+                raise KeyboardInterrupt from None
+            raise
+    if any(isinstance(cb, LastCheckpoint) and cb.interrupted for cb in trainer.callbacks):
+        raise KeyboardInterrupt  # stopped by Ctrl-C, last.ckpt saved: the command says so (130)
     return trainer, module
 
 

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from genie.data.datamodule import CaDataModule
+from genie.data.dataset_file import default_dataset_path, load_dataset_file
 from genie.data.structure_io import write_ca_structure
 
 
@@ -91,6 +92,68 @@ def test_dataset_size_caps_training():
     again = _module(dataset_size=10)
     again.setup()
     np.testing.assert_array_equal(module.train_dataset.indices, again.train_dataset.indices)
+
+
+def test_the_summary_names_the_bundled_data_and_counts_both_sides():
+    module = _module(dataset_size=10)
+    module.setup()
+    summary = module.summary()
+    whole = load_dataset_file(default_dataset_path())
+    assert summary["sources"] == "bundled" and summary["cache_key"] is None
+    assert summary["dataset_file"] == str(default_dataset_path().resolve())
+    assert summary["segments_in_file"] == 50
+    assert summary["segments_usable"] == int((whole.lengths >= 40).sum())
+    train, val = summary["train"], summary["validation"]
+    assert (train["segments"], val["segments"]) == (10, 5) and train["clusters"] is None
+    assert (train["chains"], val["chains"]) == (10, 5)  # TS50: one segment per chain
+    by_name = dict(zip(whole.names.tolist(), whole.lengths.tolist(), strict=True))
+    names = [str(module.arrays.names[i]) for i in module.train_dataset.indices]
+    assert train["residues"] == sum(by_name[n] for n in names)
+
+
+def test_the_summary_of_a_cache_names_its_key_and_chains(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for name, breaks in (("a", False), ("b", True), ("c", False), ("d", True)):
+        steps = rng.normal(size=(90, 3))
+        trace = np.cumsum(3.8 * steps / np.linalg.norm(steps, axis=1, keepdims=True), axis=0)
+        if breaks:
+            trace[45:] += 30.0  # a chain break: two segments of 45 from one chain
+        write_ca_structure(tmp_path / "in" / f"{name}.pdb", trace)
+    module = _module(sources=[str(tmp_path / "in")], cache_dir=tmp_path / "cache",
+                     val_fraction=0.3)  # fmt: skip
+    module.prepare_data()
+    module.setup()
+    summary = module.summary()
+    (cache,) = (tmp_path / "cache").glob("ca_dataset_*.npz")
+    assert summary["sources"] == [str(tmp_path / "in")]
+    assert summary["cache_key"] == cache.stem.removeprefix("ca_dataset_")
+    assert summary["dataset_file"] == str(cache.resolve())
+    assert summary["segments_in_file"] == summary["segments_usable"] == 6
+    sides = (summary["train"], summary["validation"])
+    assert sum(side["segments"] for side in sides) == 6
+    assert sum(side["chains"] for side in sides) == 4  # a gapped chain's pieces count once
+    assert sum(side["residues"] for side in sides) == 4 * 90
+
+
+def test_an_unreadable_cache_is_reported_once_and_rebuilt(tmp_path, capsys):
+    for i, n in enumerate((50, 55, 60, 65)):  # other lengths: other sequences, 4 groups
+        line = np.stack([np.arange(n) * 3.8, np.zeros(n), np.zeros(n)], axis=1)
+        write_ca_structure(tmp_path / "in" / f"{i}.pdb", line)
+    options = dict(sources=[str(tmp_path / "in")], cache_dir=tmp_path / "cache", val_fraction=0.3)
+    first = _module(**options)
+    first.prepare_data()
+    (cache,) = (tmp_path / "cache").glob("ca_dataset_*.npz")
+    with np.load(cache) as data:  # its metadata intact, an array lost
+        kept = {key: data[key] for key in data.files if key != "coords"}
+    with open(cache, "wb") as handle:
+        np.savez(handle, **kept)
+    capsys.readouterr()
+    module = _module(**options)
+    module.prepare_data()
+    module.setup()
+    out = capsys.readouterr().out
+    assert out.count(f"cache {cache} unreadable") == 1 and out.count("; rebuilding") == 1
+    assert module.num_train + module.num_val == 4
 
 
 def test_min_length_filter_and_too_few_segments(tmp_path):

@@ -152,6 +152,22 @@ def test_bucket_sampler_covers_every_index_once(drop_last):
             assert sorted(len(b) for b in batches)[1:] == [8] * 12
 
 
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_bucket_sampler_skips_the_batches_already_trained(replicas):
+    """A run resumed in the middle of an epoch goes on with exactly the rest of that epoch."""
+    dataset = _dataset_of_lengths(103)
+    for rank in range(replicas):
+        options = dict(batch_size=8, shuffle=True, seed=0, num_replicas=replicas, rank=rank,
+                       epoch_source=lambda: 2)  # fmt: skip
+        whole = indices(LengthBucketBatchSampler(dataset, **options))
+        done = [0]  # what the trainer reports, read at every __iter__
+        sampler = LengthBucketBatchSampler(dataset, skip_source=lambda d=done: d[0], **options)
+        assert indices(sampler) == whole
+        for done[0] in (3, len(whole)):
+            assert indices(sampler) == whole[done[0] :]
+            assert len(sampler) == len(whole)  # the epoch's count, not what is left
+
+
 def test_bucket_sampler_batches_are_length_homogeneous():
     dataset = _dataset_of_lengths(200)
     lengths = dataset.crop_lengths

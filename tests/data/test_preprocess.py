@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +22,7 @@ from genie.data.dataset_file import (
 )
 from genie.data.preprocess import build_dataset, collect_structure_files, main
 from genie.data.structure_io import read_ca_segments, write_ca_structure
+from genie.utils.errors import DataError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,6 +136,63 @@ def test_cache_reused_and_invalidated(tmp_path, capsys):
     capsys.readouterr()
     assert build_dataset(tmp_path / "in", **kwargs) == rebuilt
     assert "unreadable" in capsys.readouterr().out and len(load_dataset_file(rebuilt)) == 4
+
+
+def _flip_a_coordinate_byte(path: Path) -> None:
+    """Change one byte inside the stored coordinates (the zip's CRC no longer matches)."""
+    with np.load(path) as data:
+        raw = data["coords"].tobytes()
+    whole = bytearray(path.read_bytes())
+    start = whole.find(raw[:64])
+    assert start >= 0 and whole.find(raw[:64], start + 1) < 0
+    whole[start + 10] ^= 0x40
+    path.write_bytes(bytes(whole))
+
+
+def _rewrite(path: Path, **changes) -> None:
+    """Rewrite the .npz at ``path`` with some arrays replaced (None: removed)."""
+    with np.load(path) as data:
+        payload = dict(data)
+    for key, value in changes.items():
+        if value is None:
+            payload.pop(key)
+        else:
+            payload[key] = value
+    with open(path, "wb") as handle:
+        np.savez(handle, **payload)
+
+
+DAMAGE = {
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+    "garbage": lambda p: p.write_bytes(b"garbage"),
+    "pickle": lambda p: p.write_bytes(pickle.dumps({"coords": [1, 2, 3]})),
+    "flipped_byte": _flip_a_coordinate_byte,
+    "another_npz": lambda p: _rewrite(p, coords=None),
+    "other_version": lambda p: _rewrite(
+        p, metadata=np.array(json.dumps({**read_dataset_metadata(p), "format_version": 999}))
+    ),
+    "metadata_not_an_object": lambda p: _rewrite(p, metadata=np.array("[1, 2]")),
+    "object_array": lambda p: _rewrite(p, names=np.array([object()] * 4, dtype=object)),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_an_unreadable_cache_is_reported_once_and_rebuilt(tmp_path, capsys, damage):
+    _make_inputs(tmp_path / "in")
+    kwargs = {"cache_dir": tmp_path / "cache", "min_length": 20, "num_workers": 1}
+    path = build_dataset(tmp_path / "in", **kwargs)
+    good = load_dataset_file(path)
+    DAMAGE[damage](path)
+    with pytest.raises(DataError, match=str(path)):  # never another kind of exception
+        load_dataset_file(path)
+    capsys.readouterr()
+    assert build_dataset(tmp_path / "in", **kwargs) == path
+    out = capsys.readouterr().out
+    assert out.count(f"cache {path} unreadable") == 1 and "rebuilding" in out
+    rebuilt = load_dataset_file(path)
+    assert rebuilt.names.tolist() == good.names.tolist()
+    np.testing.assert_array_equal(rebuilt.coords, good.coords)
+    assert "using cached" in (build_dataset(tmp_path / "in", **kwargs), capsys.readouterr())[1].out
 
 
 def test_parallel_equals_serial(tmp_path):

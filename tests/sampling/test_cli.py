@@ -160,7 +160,7 @@ def test_ultralong_entry_point_samples(checkpoint, tmp_path, monkeypatch, capsys
     assert "defaults applied: batchSize 1, outputFormat auto, saveTrajectory False, " in out
     assert "ddim, stride 5, 2 steps" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "samples_L6_0000.pdb", "samples_L9_0000.pdb"
+        "provenance.json", "samples_L6_0000.pdb", "samples_L9_0000.pdb"
     ]  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from helpers import REPO, write_tiny_checkpoint
 from genie.checkpoint import read_checkpoint
 from genie.data.atomic import remove_stale_temporaries, temporary_sibling
 from genie.sampling import run as sampling_run
+from genie.sampling.provenance import read_manifest
 from genie.sampling.run import main
 
 CONFIG = REPO / "configs" / "sample_quickstart.config"
@@ -123,7 +124,9 @@ def test_a_killed_run_is_finished_by_the_next_without_rewriting_files(checkpoint
 
     assert main(args) == 0
     expected = sorted(f"t_L5_{i:04d}.pdb" for i in range(count))
-    assert sorted(p.name for p in out.iterdir()) == expected  # nothing partial or temporary left
+    assert sorted(p.name for p in out.iterdir()) == ["provenance.json", *expected]  # nothing
+    # partial or temporary left; every sample has its record
+    assert sorted(read_manifest(out)[0]) == [name.removesuffix(".pdb") for name in expected]
     assert {n: (out / n).stat().st_mtime_ns for n in finished} == finished  # not rewritten
     assert all((out / name).stat().st_size > 0 for name in expected)
 
