@@ -77,7 +77,7 @@ def test_torchrun_launch_takes_its_layout_from_the_launcher(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1"]
-        + ["--master_port", "0", str(ENTRY_POINT), "--config", str(config)],
+        + ["--standalone", str(ENTRY_POINT), "--config", str(config)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
