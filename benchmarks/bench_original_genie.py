@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import shlex
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,14 +43,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.bench_step import (  # noqa: E402
-    _child_env,
-    _fmt,
     _positive_ints,
-    _tail,
-    _write_json,
     format_table,
     git_info,
-    run_child,
+    measure_children,
 )
 from benchmarks.original_genie import (  # noqa: E402
     AUTOCAST_DTYPES,
@@ -68,8 +62,6 @@ from genie.utils.cli import run_command  # noqa: E402
 from genie.utils.paths import ensure_writable_file  # noqa: E402
 
 MODEL_NAME = "original Genie (aqlaboratory/genie)"
-_ROW_KEYS = ("length", "mode", "status", "peak_mem_gib", "median_s", "samples_per_s", "times_s")
-_RUN_KEYS = ("device", "resolved_config", "parameters")
 
 
 def _spec(args: argparse.Namespace, length: int, mode: str) -> dict[str, Any]:
@@ -127,36 +119,10 @@ def run_benchmark(args: argparse.Namespace, command_line: str) -> dict[str, Any]
         "cuda_alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF"),
         "results": [],
     }
-    env = _child_env()
-    for length in args.lengths:
-        for mode in args.modes:
-            spec = _spec(args, length, mode)
-            command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
-            start = time.perf_counter()
-            got = run_child(command, args.timeout_per_length, env)
-            wall = time.perf_counter() - start
-            for key in _RUN_KEYS:
-                if document[key] is None and got.get(key) is not None:
-                    document[key] = got[key]
-            row = {key: got.get(key) for key in _ROW_KEYS}
-            row.update(length=length, mode=mode, times_s=got.get("times_s") or [])
-            row.update({k: v for k, v in got.items() if k not in _ROW_KEYS + _RUN_KEYS})
-            row["wall_s"] = wall
-            document["results"].append(row)
-            _write_json(args.out, document)
-            print(
-                f"[original] L={length} {mode}: {row['status']}  "
-                f"peak={_fmt(row['peak_mem_gib'], '.2f')} GiB  "
-                f"median={_fmt(row['median_s'], '.4f')} s  (child {wall:.1f} s)",
-                flush=True,
-            )
-            if row["status"].startswith("error") and row.get("stderr_tail"):
-                print(_tail(row["stderr_tail"], 6), flush=True)
-    if document["device"] is None:
-        available = torch.cuda.is_available()
-        document["device"] = torch.cuda.get_device_name() if available else args.device
-        _write_json(args.out, document)
-    return document
+    specs = [_spec(args, length, mode) for length in args.lengths for mode in args.modes]
+    return measure_children(document, specs, script=Path(__file__), out=args.out,
+                            timeout=args.timeout_per_length, device=args.device,
+                            label="original")  # fmt: skip
 
 
 def _modes(text: str) -> list[str]:

@@ -185,47 +185,70 @@ def run_benchmark(args: argparse.Namespace, command_line: str) -> dict[str, Any]
         "cuda_alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF"),
         "results": [],
     }
+    specs = [
+        {
+            "config": args.config,
+            "overrides": list(args.overrides),
+            "length": length,
+            "mode": mode,
+            "batch_size": args.batch_size,
+            "warmup": args.warmup,
+            "repeat": args.repeat,
+            "device": args.device,
+            "data": args.data,
+            "seed": args.seed,
+            "sampler": args.sampler,
+        }
+        for length in args.lengths
+        for mode in args.modes
+    ]
+    return measure_children(document, specs, script=Path(__file__), out=args.out,
+                            timeout=args.timeout_per_length, device=args.device,
+                            label="bench")  # fmt: skip
+
+
+def measure_children(
+    document: dict[str, Any],
+    specs: Sequence[dict[str, Any]],
+    *,
+    script: Path,
+    out: Path,
+    timeout: float,
+    device: str,
+    label: str,
+) -> dict[str, Any]:
+    """Run ``script --child SPEC`` for every spec (``length``, ``mode`` and what the child
+    reads), one fresh process each, and add its row to ``document["results"]`` (rewritten to
+    ``out`` after every row; a line printed per row). The run keys (device, resolved config,
+    parameters) come from the first child that reports them."""
     env = _child_env()
-    for length in args.lengths:
-        for mode in args.modes:
-            spec = {
-                "config": args.config,
-                "overrides": list(args.overrides),
-                "length": length,
-                "mode": mode,
-                "batch_size": args.batch_size,
-                "warmup": args.warmup,
-                "repeat": args.repeat,
-                "device": args.device,
-                "data": args.data,
-                "seed": args.seed,
-                "sampler": args.sampler,
-            }
-            command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
-            start = time.perf_counter()
-            got = run_child(command, args.timeout_per_length, env)
-            wall = time.perf_counter() - start
-            for key in _RUN_KEYS:
-                if document[key] is None and got.get(key) is not None:
-                    document[key] = got[key]
-            row = {key: got.get(key) for key in _ROW_KEYS}
-            row.update(length=length, mode=mode, times_s=got.get("times_s") or [])
-            row.update({k: v for k, v in got.items() if k not in _ROW_KEYS + _RUN_KEYS})
-            row["wall_s"] = wall
-            document["results"].append(row)
-            _write_json(args.out, document)
-            print(
-                f"[bench] L={length} {mode}: {row['status']}  "
-                f"peak={_fmt(row['peak_mem_gib'], '.2f')} GiB  "
-                f"median={_fmt(row['median_s'], '.4f')} s  (child {wall:.1f} s)",
-                flush=True,
-            )
-            if row["status"].startswith("error") and row.get("stderr_tail"):
-                print(_tail(row["stderr_tail"], 6), flush=True)
+    for spec in specs:
+        length, mode = spec["length"], spec["mode"]
+        command = [sys.executable, str(script.resolve()), "--child", json.dumps(spec)]
+        start = time.perf_counter()
+        got = run_child(command, timeout, env)
+        wall = time.perf_counter() - start
+        for key in _RUN_KEYS:
+            if document.get(key) is None and got.get(key) is not None:
+                document[key] = got[key]
+        row = {key: got.get(key) for key in _ROW_KEYS}
+        row.update(length=length, mode=mode, times_s=got.get("times_s") or [])
+        row.update({k: v for k, v in got.items() if k not in _ROW_KEYS + _RUN_KEYS})
+        row["wall_s"] = wall
+        document["results"].append(row)
+        _write_json(out, document)
+        print(
+            f"[{label}] L={length} {mode}: {row['status']}  "
+            f"peak={_fmt(row['peak_mem_gib'], '.2f')} GiB  "
+            f"median={_fmt(row['median_s'], '.4f')} s  (child {wall:.1f} s)",
+            flush=True,
+        )
+        if row["status"].startswith("error") and row.get("stderr_tail"):
+            print(_tail(row["stderr_tail"], 6), flush=True)
     if document["device"] is None:
         available = torch.cuda.is_available()
-        document["device"] = torch.cuda.get_device_name() if available else args.device
-        _write_json(args.out, document)
+        document["device"] = torch.cuda.get_device_name() if available else device
+        _write_json(out, document)
     return document
 
 
