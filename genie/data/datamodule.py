@@ -292,8 +292,9 @@ class CaDataModule(pl.LightningDataModule):
         if trainer is None:
             return 1, 0, 1
         accumulation = int(trainer.accumulate_grad_batches)
-        if isinstance(trainer.strategy, ParallelStrategy) and self.sequence_shards == 1:
-            kwargs = trainer.strategy.distributed_sampler_kwargs
+        strategy = getattr(trainer, "strategy", None)
+        if isinstance(strategy, ParallelStrategy) and self.sequence_shards == 1:
+            kwargs = strategy.distributed_sampler_kwargs
             return int(kwargs["num_replicas"]), int(kwargs["rank"]), accumulation
         world, rank = int(trainer.world_size), int(trainer.global_rank)
         if world % self.sequence_shards:

@@ -80,7 +80,7 @@ def denoising_losses(
     layout: SequenceLayout,
     loss_type: str,
     distance: DistanceLoss | None,
-    parametrisation: Parametrisation,
+    parametrisation: Parametrisation | None = None,
     self_condition: bool = False,
     generator: torch.Generator | None = None,
     draws: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -89,7 +89,8 @@ def denoising_losses(
     ``residue_index [b, n]``: the whole chains), noise x0 with each chain's σ, predict with
     ``model`` on ``layout`` and score it (module docstring). ``draws`` gives ``(t [b], ε [b, n,
     3])`` drawn already (the per-chain streams of :mod:`genie.training.draws`); else
-    ``generator`` (default: the global stream) draws t, then ε.
+    ``generator`` (default: the global stream) draws t, then ε. ``parametrisation``: Genie's
+    unit noise and ε when None.
 
     x_t = √ᾱ_t x0 + √(1−ᾱ_t) σ ε with σ of ``parametrisation`` (``noiseScale``: 1 Å for Genie's
     unit noise); the loss compares ε̂ with ε, or x̂0/σ with x0/σ for ``predictionTarget x0``
@@ -98,6 +99,7 @@ def denoising_losses(
     ``torch.no_grad`` and then again with that x̂0 (centred) as ``self_condition``; the loss
     scores the second prediction. Sequence shards take ε prediction without self-conditioning
     (both read whole-chain centres): other choices are refused there."""
+    parametrisation = Parametrisation() if parametrisation is None else parametrisation
     x0, mask = batch["coords"], batch["mask"]  # [b, n, 3] Å, [b, n]
     if draws is None:
         t = schedule.sample_timesteps(x0.shape[0], device=x0.device, generator=generator)

@@ -109,7 +109,9 @@ def test_data_module_reads_ranks_shards_and_accumulation_from_the_trainer():
                           val_fraction=0.1, seed=0, num_workers=0, sequence_shards=2)  # fmt: skip
     module.setup("fit")
     names = {}
-    epoch = SimpleNamespace(epoch_progress=SimpleNamespace(current=SimpleNamespace(processed=0)))
+    epoch = SimpleNamespace(  # between epochs: no batch of the coming one trained yet
+        epoch_progress=SimpleNamespace(current=SimpleNamespace(processed=0, started=0))
+    )
     for rank in range(4):  # 4 processes = 2 data-parallel ranks × 2 sequence shards
         module.trainer = SimpleNamespace(world_size=4, global_rank=rank, accumulate_grad_batches=2,
                                          fit_loop=epoch)  # fmt: skip

@@ -57,7 +57,8 @@ def test_every_sample_has_a_record_of_what_made_it(checkpoints, tmp_path):
     assert record["checkpoint"] == {"sha256": state_dict_digest(weights), "path": str(first)}
     assert record["sampler"] == {
         "samplingStrategy": "ddpm", "temperature": 0.8, "skipSteps": 0, "ddimEta": 0.0,
-        "numTimesteps": 10, "steps": 10, "knnUpdateFrequency": 1, "modelOverrides": {},
+        "numTimesteps": 10, "steps": 10, "knnUpdateFrequency": 1, "recentre": False,
+        "parametrisation": "unit noise, epsilon", "modelOverrides": {},
     }  # fmt: skip
     assert (record["seed"], record["length"], record["index"]) == (sample_seed(0, 8, 1), 8, 1)
     assert record["code"]["version"] == genie.__version__ and record["device"] == "cpu"
@@ -82,6 +83,7 @@ def test_an_identical_rerun_skips_every_file(checkpoints, tmp_path, capsys):
         (0, ["seed=5"], "seed "),
         (0, ["samplingStrategy=ddim", "skipSteps=3"], "samplingStrategy ddpm in the folder"),
         (0, ["knnUpdateFrequency=2"], "knnUpdateFrequency 1 in the folder, 2 now"),
+        (0, ["recentre=True"], "recentre False in the folder, True now"),
         (0, ["ipaChunkSize=4"], "modelOverrides {} in the folder, {'ipaChunkSize': 4} now"),
     ],
 )  # fmt: skip
