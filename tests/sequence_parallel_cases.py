@@ -283,7 +283,7 @@ def trainer_fit(rank: int, world: int, config: Any) -> dict[str, Any]:
     trainer, module = train(config, strategy=strategy, devices=world, accelerator="cpu",
                             enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     weights = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
-    last = Path(trainer.checkpoint_callbacks[-1].dirpath) / "last.ckpt"
+    last = Path(trainer.logger.log_dir) / "checkpoints" / "last.ckpt"
     return dict(weights=weights, checkpoint=last, steps=trainer.global_step)
 
 

@@ -57,6 +57,7 @@ from genie.training.last_checkpoint import EpochCheckpoint, LastCheckpoint
 from genie.training.module import GenieModule
 from genie.training.pictures import SamplePictures
 from genie.training.precision import SkippedStepMonitor, lightning_precision
+from genie.training.sequence_parallel import sequence_parallel_strategy
 from genie.training.time_budget import TimeBudget
 from genie.utils.cli import exit_status
 from genie.utils.paths import ensure_writable_dir
@@ -157,8 +158,16 @@ def uses_cuda(cfg: GenieConfig) -> bool:
 
 def build_strategy(cfg: GenieConfig, *, model: torch.nn.Module | None = None) -> Strategy:
     """Lightning's DDP or FSDP for ``useDistributed`` (:func:`genie.training.distributed.
-    distributed_strategy`); ``model``: the denoiser whose gradients PowerSGD compresses
-    (``gradientCompressionRatio``; built from ``cfg`` when None)."""
+    distributed_strategy`), or its ``ModelParallelStrategy`` over a (data, sequence) mesh for
+    ``useSequenceParallelism`` (which configs refuse in this build:
+    :data:`~genie.config.distributed.SEQUENCE_PARALLELISM_AVAILABLE`); ``model``: the denoiser
+    whose gradients PowerSGD compresses (``gradientCompressionRatio``; built from ``cfg`` when
+    None)."""
+    if cfg.useSequenceParallelism:  # the (data, sequence) mesh: genie.training.sequence_parallel
+        devices, nodes = launch_layout(cfg)
+        return sequence_parallel_strategy(num_shards=cfg.numSequenceShards,
+                                          world_size=devices * nodes,
+                                          backend=cfg.distributedBackend)  # fmt: skip
     shapes = None
     if cfg.gradientCompressionRatio is not None:
         model = model if model is not None else build_denoiser(cfg, announce=False)
