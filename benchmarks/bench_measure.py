@@ -287,11 +287,14 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def child_main(spec_json: str) -> int:
-    """Run one measurement and print its row as one ``BENCH_RESULT`` line."""
+def child_main(
+    spec_json: str, measure_fn: Callable[[dict[str, Any]], dict[str, Any]] = measure
+) -> int:
+    """Run one measurement (``measure_fn``: ours by default) and print its row as one
+    ``BENCH_RESULT`` line; a failure is a row too (``OOM`` or ``error: ...``)."""
     spec = json.loads(spec_json)
     try:
-        row = measure(spec)
+        row = measure_fn(spec)
     except Exception as error:
         traceback.print_exc()
         message = " ".join(f"{type(error).__name__}: {error}".split())

@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.bench_step import (  # noqa: E402
     _positive_ints,
+    add_run_arguments,
     format_table,
     git_info,
     measure_children,
@@ -146,22 +147,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "strict fp32, as their training ran)",
     )
     parser.add_argument("--autocast", choices=tuple(AUTOCAST_DTYPES), default="none")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    parser.add_argument("--repeat", type=int, default=10, help="timed steps (median reported)")
-    parser.add_argument("--device", default="cuda", help="cuda, cuda:1 or cpu")
-    parser.add_argument("--data", help="processed dataset npz (coords, offsets) to crop from")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--out", type=Path, help="results JSON (default runs/bench/original_genie-<time>.json)"
-    )
-    parser.add_argument(
-        "--timeout-per-length",
-        type=float,
-        default=300.0,
-        metavar="S",
-        help="seconds before a (length, mode) child is killed (default 300)",
-    )
+    add_run_arguments(parser, default_out="runs/bench/original_genie-<time>.json")
     parser.add_argument(
         "--config-name",
         default=DEFAULT_CONFIG,

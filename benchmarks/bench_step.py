@@ -273,6 +273,25 @@ def _modes(text: str) -> list[str]:
     return values
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, *, default_out: str) -> None:
+    """The options every step benchmark takes: batch, warm-up and timed steps, device, input
+    data, seed, results file and the per-child time limit."""
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--repeat", type=int, default=10, help="timed steps (median reported)")
+    parser.add_argument("--device", default="cuda", help="cuda, cuda:1 or cpu")
+    parser.add_argument("--data", help="processed dataset npz (coords, offsets) to crop from")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help=f"results JSON (default {default_out})")
+    parser.add_argument(
+        "--timeout-per-length",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="seconds before a (length, mode) child is killed (default 300)",
+    )
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -286,22 +305,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="ddpm",
         help="reverse mode: ddpm (T model calls) or ddim:S (DDIM, stride S, η = 0)",
     )
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    parser.add_argument("--repeat", type=int, default=10, help="timed steps (median reported)")
-    parser.add_argument("--device", default="cuda", help="cuda, cuda:1 or cpu")
-    parser.add_argument("--data", help="processed dataset npz (coords, offsets) to crop from")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--out", type=Path, help="results JSON (default runs/bench/<config>-<time>.json)"
-    )
-    parser.add_argument(
-        "--timeout-per-length",
-        type=float,
-        default=300.0,
-        metavar="S",
-        help="seconds before a (length, mode) child is killed (default 300)",
-    )
+    add_run_arguments(parser, default_out="runs/bench/<config>-<time>.json")
     parser.add_argument(
         "--git-commit",
         help="commit to record when running on a copy of the tree without .git",

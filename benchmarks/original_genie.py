@@ -42,7 +42,6 @@ import os
 import statistics
 import sys
 import time
-import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -51,7 +50,8 @@ from typing import Any
 import torch
 
 from benchmarks.bench_data import make_batch
-from benchmarks.bench_measure import GIB, RESULT_PREFIX, is_oom, time_steps
+from benchmarks.bench_measure import GIB, is_oom, time_steps
+from benchmarks.bench_measure import child_main as measure_child
 from genie.utils.errors import UserInputError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -294,14 +294,5 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_main(spec_json: str) -> int:
-    """Run one measurement and print its row as one ``BENCH_RESULT`` line."""
-    spec = json.loads(spec_json)
-    try:
-        row = measure(spec)
-    except Exception as error:
-        traceback.print_exc()
-        message = " ".join(f"{type(error).__name__}: {error}".split())
-        status = "OOM" if is_oom(error) else f"error: {message[:300]}"
-        row = {"length": spec["length"], "mode": spec["mode"], "status": status}
-    print(RESULT_PREFIX + json.dumps(row), flush=True)
-    return 0
+    """Run one measurement of the original Genie and print its row (``bench_measure``'s child)."""
+    return measure_child(spec_json, measure)
