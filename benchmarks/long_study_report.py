@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.long_study import ARMS, last_checkpoint, progress  # noqa: E402
+from benchmarks.quality_report import sample_figures  # noqa: E402
 from genie.diffusion.noise_scale import LENGTH_FIT  # noqa: E402
 from genie.utils.cli import run_command  # noqa: E402
 from genie.utils.paths import ensure_writable_file  # noqa: E402
@@ -48,23 +49,15 @@ def fit_rg(length: int) -> float:
 def row(label: str, group: dict[str, Any], chains: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The figures of one group of metrics.json (a bucket, or the reference) and its chains
     (``samples`` rows, with ``length`` and ``rg``)."""
-    jsd = group.get("jsd") or {}
     ratios = [c["rg"] / fit_rg(c["length"]) for c in chains if c.get("rg") is not None]
+    figures = sample_figures(group)
+    mean_tm = figures.pop("mean_tm")
     return {
         "set": label,
-        "chains": group["num_chains"],
-        "ca_ca_mean": group["bond_length"]["mean"],
-        "ca_ca_std": group["bond_length"]["std"],
-        "ca_ca_outside": group["bond_length"]["fraction_outside"],
-        "clashes_per_residue": group["clashes"]["per_residue"],
-        "helix": group["sse"]["helix"],
-        "strand": group["sse"]["strand"],
-        "coil": group["sse"]["coil"],
-        "jsd_angle": jsd.get("bond_angle"),
-        "jsd_dihedral": jsd.get("dihedral"),
+        **figures,
         "rg_over_fit": sum(ratios) / len(ratios) if ratios else None,
         "rg_over_reference": group.get("rg_ratio_to_reference"),
-        "mean_tm": (group.get("diversity") or {}).get("mean_tm"),
+        "mean_tm": mean_tm,
     }
 
 

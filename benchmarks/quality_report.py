@@ -31,12 +31,11 @@ from genie.utils.errors import UserInputError  # noqa: E402
 from genie.utils.paths import ensure_writable_file  # noqa: E402
 
 
-def _row(label: str, summary: dict[str, Any]) -> dict[str, Any]:
-    """The figures of one evaluated set (``overall`` or ``reference`` of metrics.json)."""
+def sample_figures(summary: dict[str, Any]) -> dict[str, Any]:
+    """The per-set figures of a ``genie-eval`` group (a bucket, ``overall`` or ``reference`` of
+    metrics.json): chains, Cα–Cα, clashes, secondary structure, angle/dihedral JSD, mean TM."""
     jsd = summary.get("jsd") or {}
-    diversity = summary.get("diversity") or {}
     return {
-        "set": label,
         "chains": summary["num_chains"],
         "ca_ca_mean": summary["bond_length"]["mean"],
         "ca_ca_std": summary["bond_length"]["std"],
@@ -47,9 +46,16 @@ def _row(label: str, summary: dict[str, Any]) -> dict[str, Any]:
         "coil": summary["sse"]["coil"],
         "jsd_angle": jsd.get("bond_angle"),
         "jsd_dihedral": jsd.get("dihedral"),
-        "rg_ratio": summary.get("rg_ratio_to_reference"),
-        "mean_tm": diversity.get("mean_tm"),
+        "mean_tm": (summary.get("diversity") or {}).get("mean_tm"),
     }
+
+
+def _row(label: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """The figures of one evaluated set (``overall`` or ``reference`` of metrics.json)."""
+    figures = sample_figures(summary)
+    mean_tm = figures.pop("mean_tm")
+    return {"set": label, **figures, "rg_ratio": summary.get("rg_ratio_to_reference"),
+            "mean_tm": mean_tm}  # fmt: skip
 
 
 def _fmt(value: Any, spec: str) -> str:
