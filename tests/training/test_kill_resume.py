@@ -17,7 +17,7 @@ from helpers import REPO, tiny_train_config
 from genie.config import config_to_text
 from genie.training.run import train
 
-EPOCHS = 10
+EPOCHS = 12  # three kills, each after two saved epochs, leave the last run work to do
 EXTRA = (f"numEpochs={EPOCHS}", "triangularDropout=0.25", "warmupEpochs=1")
 
 
@@ -47,13 +47,19 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
         if kills == 3:
             assert proc.wait(timeout=600) == 0
             break
+        # Wait for two new checkpoints: the gap between them is this machine's epoch time,
+        # and the kill lands at a random moment of the epoch after (a checkpoint write included).
+        seen: list[float] = []
         before = last.stat().st_mtime_ns if last.exists() else None
         deadline = time.monotonic() + 300
-        while proc.poll() is None and time.monotonic() < deadline:  # wait for a new checkpoint
-            if last.exists() and last.stat().st_mtime_ns != before:
-                break
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.5))  # then kill at a random moment of the next epochs
+        while proc.poll() is None and len(seen) < 2 and time.monotonic() < deadline:
+            mtime = last.stat().st_mtime_ns if last.exists() else None
+            if mtime != before:
+                seen.append(time.monotonic())
+                before = mtime
+            time.sleep(0.01)
+        if len(seen) == 2:
+            time.sleep(rng.uniform(0.0, seen[1] - seen[0]))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
