@@ -60,13 +60,29 @@ def assert_same_weights(path: Path, expected: dict[str, torch.Tensor]) -> None:
         assert torch.equal(weights[name], value), f"{name} differs from the uninterrupted run"
 
 
-def write_tiny_checkpoint(path: Path, *, timesteps: int) -> Path:
-    """A checkpoint in the trainer's format of a tiny model with ``timesteps`` diffusion steps and
-    random (not zero-initialised) weights."""
+def torchrun(script: Path, *args: str, processes: int, cwd: Path, timeout: float = 600):
+    """``torchrun --standalone --nproc_per_node processes script args`` on the CPU (one thread
+    per process); the completed process, its output captured."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", str(processes), str(script), *args]  # fmt: skip
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)  # fmt: skip
+
+
+def write_tiny_checkpoint(path: Path, *, timesteps: int, model: list[str] | None = None) -> Path:
+    """A checkpoint in the trainer's format of a tiny model (``model``: its keys, default
+    :data:`TINY_MODEL`) with ``timesteps`` diffusion steps and random (not zero-initialised)
+    weights."""
     from genie.config import load_config
     from genie.training.module import GenieModule
 
-    module = GenieModule(load_config(None, TINY_MODEL + [f"numTimesteps={timesteps}"]))
+    keys = (TINY_MODEL if model is None else model) + [f"numTimesteps={timesteps}"]
+    module = GenieModule(load_config(None, keys))
     randomize_(module.model, scale=0.1, seed=0)
     torch.save({"hyper_parameters": {"config": dict(module.hparams["config"])},
                 "state_dict": module.state_dict()}, path)  # fmt: skip

@@ -192,24 +192,31 @@ def dropout(rank: int, world: int) -> dict[str, Any]:
 
 
 def sampling(rank: int, world: int) -> dict[str, Any]:
-    """DDPM (6 steps, graph rebuilt every 2, trajectory every 2) of two chains of different
-    lengths: one process vs :func:`genie.distributed.sampling.sample_sharded`."""
+    """DDPM (6 steps, graph rebuilt every 2, trajectory every 2, re-centred every step) of two
+    chains of different lengths with the length-aware noise scale: the single-process loop on
+    the raw model (an ε model's output is the loop's noise) vs
+    :func:`genie.sampling.sharded.sample_sharded`."""
+    from genie.diffusion.noise_scale import NoiseScale
+    from genie.diffusion.parametrisation import Parametrisation
     from genie.diffusion.schedule import DiffusionSchedule
-    from genie.distributed.sampling import sample_sharded
     from genie.sampling.chains import ChainBatch
     from genie.sampling.ddpm import DDPMSampler
     from genie.sampling.reverse import reverse_process
+    from genie.sampling.sharded import sample_sharded
 
     model = tiny_model("stage3v2").eval()
-    sampler = DDPMSampler(schedule=DiffusionSchedule(num_timesteps=6), temperature=0.6)
-    kwargs = dict(knn_update_frequency=2, trajectory_every=2)
-
-    def chains() -> ChainBatch:
-        return ChainBatch(lengths=[LENGTH, LENGTH - PADDED - 1], seeds=[5, 7])
-
-    one = reverse_process(model, sampler, chains(), **kwargs)
-    sharded = sample_sharded(model, sampler, chains(), group=dist.group.WORLD, **kwargs)
-    return dict(one=one, sharded=sharded)
+    schedule = DiffusionSchedule(num_timesteps=6)
+    sampler = DDPMSampler(schedule=schedule, temperature=0.6)
+    parametrisation = Parametrisation(noise=NoiseScale(kind="length"))
+    lengths, seeds = [LENGTH, LENGTH - PADDED - 1], [5, 7]
+    kwargs = dict(knn_update_frequency=2, trajectory_every=2, recentre=True)
+    scales = parametrisation.noise.sampling(lengths)
+    chains = ChainBatch(lengths=lengths, seeds=seeds, scales=scales)
+    one = reverse_process(model, sampler, chains, **kwargs)
+    sharded = sample_sharded(model, group=dist.group.WORLD, schedule=schedule,
+                             parametrisation=parametrisation, sampler=sampler, lengths=lengths,
+                             seeds=seeds, **kwargs)  # fmt: skip
+    return dict(one=one, sharded=sharded, scales=scales)
 
 
 def graphs(rank: int, world: int) -> dict[str, Any]:
@@ -268,24 +275,3 @@ def module_training_step(rank: int, world: int) -> dict[str, Any]:
     module.training_step(batch, 0).backward()
     return dict(grads=_gradients(module), ref_grads=_gradients(reference),
                 shards=module.model.sequence_layout.num_shards)  # fmt: skip
-
-
-def trainer_fit(rank: int, world: int, config: Any) -> dict[str, Any]:
-    """``genie.training.run.train`` under ``sequence_parallel_strategy`` (the group already
-    exists; Lightning's environment reads this process's place from the variables torchrun
-    would set): the trained weights and the last checkpoint."""
-    from genie.training.run import train
-    from genie.training.sequence_parallel import sequence_parallel_strategy
-
-    os.environ.update(LOCAL_RANK=str(rank), NODE_RANK="0", WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT="29500")  # fmt: skip
-    strategy = sequence_parallel_strategy(num_shards=world, world_size=world, backend="gloo")
-    trainer, module = train(config, strategy=strategy, devices=world, accelerator="cpu",
-                            enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-    weights = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
-    last = Path(trainer.logger.log_dir) / "checkpoints" / "last.ckpt"
-    return dict(weights=weights, checkpoint=last, steps=trainer.global_step)
-
-
-def training(rank: int, world: int, config: Any) -> dict[str, Any]:
-    return dict(step=module_training_step(rank, world), fit=trainer_fit(rank, world, config))

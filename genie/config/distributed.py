@@ -26,15 +26,6 @@ from genie.config.fields import MAX_COUNT, MAX_LAYERS, ConfigError, option
 if TYPE_CHECKING:
     from genie.config.schema import GenieConfig
 
-# Sequence parallelism (one chain sharded by residue over ranks) needs the sharded model of
-# genie/distributed, which this build does not have: useSequenceParallelism True is refused when a
-# config is loaded. The build that contains it sets this to True.
-SEQUENCE_PARALLELISM_AVAILABLE = False
-SEQUENCE_PARALLELISM_MISSING = (
-    "useSequenceParallelism: sequence parallelism is not available in this build (the "
-    "sequence-sharded model is not part of it); set useSequenceParallelism False"
-)
-
 
 @dataclasses.dataclass
 class DistributedKeys:
@@ -73,7 +64,8 @@ class DistributedKeys:
     )
     useSequenceParallelism: bool = option(
         False,
-        "split each chain by residue over numSequenceShards ranks (sparse k-NN models only)",
+        "split each chain by residue over numSequenceShards processes (sparse k-NN or "
+        "factorised FlashIPA models; docs/SEQUENCE_PARALLEL.md)",
     )
     numSequenceShards: int = option(
         1,
@@ -193,11 +185,12 @@ def check_distributed(cfg: GenieConfig) -> None:
             f"numSequenceShards = {cfg.numSequenceShards} needs useSequenceParallelism True"
         )
     if cfg.useSequenceParallelism:
-        if not cfg.useSparseKNN:
+        check_shardable_keys(cfg)
+        if cfg.gradientCompressionRatio is not None:
             raise ConfigError(
-                "useSequenceParallelism shards the sparse k-NN representation (useSparseKNN "
-                "True: edges and FlashIPA factors per residue); dense and factorised pairs "
-                "cannot be split by residue"
+                "gradientCompressionRatio with useSequenceParallelism: PowerSGD is a hook of "
+                "Lightning's DDPStrategy, sequence parallelism replicates the model itself; set "
+                "gradientCompressionRatio None"
             )
         if cfg.distributedStrategy == "fsdp":
             raise ConfigError(
@@ -214,5 +207,38 @@ def check_distributed(cfg: GenieConfig) -> None:
         effective_batch_size=cfg.effectiveBatchSize,
         world=f"devices × numNodes = {cfg.devices} × {cfg.numNodes}",
     )
-    if cfg.useSequenceParallelism and not SEQUENCE_PARALLELISM_AVAILABLE:
-        raise ConfigError(SEQUENCE_PARALLELISM_MISSING)
+
+
+def check_shardable_keys(cfg: GenieConfig, *, source: str = "") -> None:
+    """The model keys of ``useSequenceParallelism``: the representations that
+    :func:`genie.distributed.check_shardable` accepts (sparse k-NN pairs, or factorised pairs
+    without triangle operations, read by FlashIPA) and the options that the shards support.
+    ``source``: where the keys come from, for messages (e.g. "the checkpoint's model"; empty: the
+    config being loaded, whose keys the message says how to change)."""
+    where = f" ({source})" if source else ""
+    if cfg.useFactorizedTriangleOps or not (cfg.useSparseKNN or cfg.useFactorizedPairs):
+        raise ConfigError(
+            f"useSequenceParallelism shards the sparse k-NN representation (useSparseKNN True) "
+            f"or factorised pairs without triangle operations (useFactorizedPairs True, "
+            f"useFactorizedTriangleOps False){where}; dense pairs and triangle operations on "
+            "factors couple every residue with every other and cannot be split by residue"
+        )
+    if not cfg.useFlashMode:
+        raise ConfigError(
+            f"useSequenceParallelism needs useFlashMode True{where}: dense IPA's pair bias reads "
+            "every residue pair, which shards of the chain do not hold"
+        )
+    for key, value, default, why in (
+        ("randomNeighbors", cfg.randomNeighbors, 0, "each shard would need the whole chain's "
+         "random draws"),
+        ("selfConditioning", cfg.selfConditioning, False, "its features read the previous x̂0 "
+         "of other shards' residues"),
+        ("predictionTarget", cfg.predictionTarget, "epsilon", "x̂0 prediction reads the whole "
+         "chain's centre"),
+    ):  # fmt: skip
+        if value != default:
+            hint = "sample it in one process" if source else f"set {key} {default}"
+            raise ConfigError(
+                f"{key} = {value}{where} with useSequenceParallelism: not supported on sequence "
+                f"shards yet ({why}); {hint}"
+            )

@@ -7,7 +7,6 @@ import dataclasses
 import re
 
 from genie.config.checks import check_paths
-from genie.config.distributed import SEQUENCE_PARALLELISM_AVAILABLE, SEQUENCE_PARALLELISM_MISSING
 from genie.config.fields import (
     COMPILE_MODES,
     MAX_COUNT,
@@ -165,8 +164,9 @@ class SampleConfig:
     )
     useSequenceParallelism: bool = option(
         False,
-        "torchrun: split each chain by residue over numSequenceShards ranks (sparse k-NN "
-        "models only)",
+        "torchrun: split each chain by residue over numSequenceShards processes (sparse k-NN and "
+        "factorised FlashIPA models predicting ε without self-conditioning or random edges; "
+        "the sharded model runs eagerly)",
     )
     numSequenceShards: int = option(
         1, "ranks that share one chain (useSequenceParallelism)", min=1, max=MAX_LAYERS
@@ -201,8 +201,6 @@ class SampleConfig:
             raise ConfigError(
                 f"numSequenceShards = {self.numSequenceShards} needs useSequenceParallelism True"
             )
-        if self.useSequenceParallelism and not SEQUENCE_PARALLELISM_AVAILABLE:
-            raise ConfigError(SEQUENCE_PARALLELISM_MISSING)
         if self.samplingStrategy == "renoise" and self.ddimEta != 0:
             raise ConfigError(
                 f"ddimEta = {self.ddimEta} needs samplingStrategy ddim (renoise always draws "

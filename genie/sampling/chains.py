@@ -72,6 +72,14 @@ class ChainBatch:
             out[i, :n] = z if sigma == 1.0 else sigma * z
         return out.to(self.device)
 
+    def centred(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [b, n_max, 3]`` Å with each chain's Cα centroid moved to the origin (zero at
+        padding). The centroid is summed in float64, so that sums split over sequence shards
+        (:class:`genie.sampling.sharded.ShardedChains`) round to the same result."""
+        m = self.mask.double()[..., None]  # [b, n, 1]
+        centre = (x.double() * m).sum(1, keepdim=True) / m.sum(1, keepdim=True)
+        return ((x.double() - centre) * m).to(x.dtype)
+
     def split(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``x [b, n_max, 3]`` -> one float32 CPU tensor ``[n_i, 3]`` per chain (padding cut)."""
         return [x[i, :n].float().cpu() for i, n in enumerate(self.lengths)]

@@ -20,7 +20,7 @@ whose noise has each chain's scale σ (:meth:`~genie.diffusion.noise_scale.Noise
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,7 +29,7 @@ import torch
 from genie.diffusion.parametrisation import Parametrisation, centred
 from genie.diffusion.schedule import DiffusionSchedule
 from genie.sampling.chains import ChainBatch
-from genie.sampling.reverse import ReverseSampler, Samples, reverse_process
+from genie.sampling.reverse import Chains, ReverseSampler, Samples, reverse_process
 
 
 class TrainedDenoiser(Protocol):
@@ -117,13 +117,16 @@ def sample_chains(
     lengths: Sequence[int],
     seeds: Sequence[int],
     device: torch.device | str = "cpu",
+    view: Callable[[ChainBatch], Chains] | None = None,
     **loop: Any,
 ) -> Samples:
     """One backbone per (length, seed): :func:`~genie.sampling.reverse.reverse_process` of a
     :class:`NoisePredictor` on a :class:`~genie.sampling.chains.ChainBatch` whose noise has the
-    model's scale σ(L) per chain; ``loop``: further arguments of ``reverse_process``."""
+    model's scale σ(L) per chain; ``view``: the residues of the batch this process updates
+    (sequence shards, :func:`genie.sampling.sharded.sample_sharded`; default all);
+    ``loop``: further arguments of ``reverse_process``."""
     chains = ChainBatch(lengths=lengths, seeds=seeds, device=device,
                         scales=parametrisation.noise.sampling(lengths))  # fmt: skip
     predictor = NoisePredictor(model, schedule=schedule, parametrisation=parametrisation,
                                seeds=seeds)  # fmt: skip
-    return reverse_process(predictor, sampler, chains, **loop)
+    return reverse_process(predictor, sampler, chains if view is None else view(chains), **loop)

@@ -47,7 +47,7 @@ class Denoiser(Protocol):
 
 class Chains(Protocol):
     """The chains of one batch (:class:`~genie.sampling.chains.ChainBatch`, or its shard under
-    sequence parallelism, :class:`genie.distributed.sampling.ShardedChains`)."""
+    sequence parallelism, :class:`genie.sampling.sharded.ShardedChains`)."""
 
     lengths: list[int]  # residues of each chain
     mask: torch.Tensor  # [b, n] of the residues this loop updates
@@ -56,6 +56,10 @@ class Chains(Protocol):
 
     def normal(self) -> torch.Tensor:
         """The next standard normal draw of every chain, ``[b, n, 3]`` (zero at padding)."""
+        ...
+
+    def centred(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [b, n, 3]`` with each chain's centroid (over all its residues) at the origin."""
         ...
 
     def split(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -161,7 +165,7 @@ def reverse_process(
         x = sampler.step(x, eps.float(), t=t, t_prev=t_prev, noise=chains.normal)
         x = x * mask[..., None]
         if recentre:
-            x = (x - x.sum(1, keepdim=True) / mask.sum(1)[:, None, None]) * mask[..., None]
+            x = chains.centred(x)
         done = i + 1
         if trajectory_every and (len(pairs) - done) % trajectory_every == 0:
             frame_timesteps.append(t_prev)

@@ -35,6 +35,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from genie.checkpoint import TrainedModel, read_checkpoint
 from genie.config import ConfigError, SampleConfig
 from genie.config.cli import add_config_arguments, load_with_defaults
+from genie.config.distributed import check_shardable_keys
 from genie.data.atomic import remove_stale_temporaries
 from genie.data.structure_io import PDB_MAX_RESIDUES
 from genie.diffusion.schedule import DiffusionSchedule
@@ -44,6 +45,7 @@ from genie.model.memory import peak_bytes, require_memory
 from genie.sampling.chains import sample_seed
 from genie.sampling.ddim import DDIMSampler
 from genie.sampling.ddpm import DDPMSampler
+from genie.sampling.launch import SamplingLaunch, sampling_launch
 from genie.sampling.predictor import sample_chains
 from genie.sampling.provenance import (
     MANIFEST,
@@ -53,7 +55,8 @@ from genie.sampling.provenance import (
     sample_record,
 )
 from genie.sampling.renoise import RenoiseSampler
-from genie.sampling.reverse import ReverseSampler
+from genie.sampling.reverse import ReverseSampler, Samples
+from genie.sampling.sharded import sample_sharded
 from genie.sampling.writer import coordinate_problem, with_suffix, write_diverged, write_sample
 from genie.utils.cli import exit_status
 from genie.utils.paths import ensure_writable_dir
@@ -196,14 +199,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_model(cfg: SampleConfig, device: torch.device) -> TrainedModel:
+def load_model(cfg: SampleConfig, device: torch.device, *, announce: bool = True) -> TrainedModel:
     """The checkpoint's denoiser (eval mode, with the config's model keys for sampling, e.g.
-    chunk sizes, in place of the checkpoint's) and its schedule, on ``device``."""
+    chunk sizes, in place of the checkpoint's) and its schedule, on ``device``; ``announce``
+    prints which checkpoint (and warns of keys without effect)."""
     checkpoint = resolve_checkpoint(cfg.checkpoint)
-    print(f"[genie] checkpoint: {checkpoint}")
+    if announce:
+        print(f"[genie] checkpoint: {checkpoint}")
     trained = read_checkpoint(checkpoint, map_location=device, overrides=cfg.model_overrides())
     apply_runtime_settings(matmul_precision=trained.config.matmulPrecision)
-    if cfg.knnUpdateFrequency > 1 and not trained.model.uses_graph:
+    if announce and cfg.knnUpdateFrequency > 1 and not trained.model.uses_graph:
         log.warning("knnUpdateFrequency = %d has no effect: this model builds no k-NN graph",
                     cfg.knnUpdateFrequency)  # fmt: skip
     return trained
@@ -260,7 +265,8 @@ def check_launch(cfg: SampleConfig) -> None:
 
 
 def sample(cfg: SampleConfig, *, force: bool = False, overwrite: bool = False) -> list[Path]:
-    """Run a sampling config; returns the structure files written by this call.
+    """Run a sampling config; returns the structure files written by this call (by this
+    process, under torchrun: :mod:`genie.sampling.launch`).
 
     Args:
         force: sample even where the memory estimate of a batch exceeds the free memory.
@@ -270,7 +276,8 @@ def sample(cfg: SampleConfig, *, force: bool = False, overwrite: bool = False) -
 
     Raises:
         ConfigError: a bad key value, or a torchrun launch that cannot sample
-            (:func:`check_launch`; checked before any work), or, without ``overwrite``, files
+            (:func:`check_launch`; checked before any work), a checkpoint whose model sequence
+            shards cannot run (``useSequenceParallelism``), or, without ``overwrite``, files
             of planned samples made otherwise (checked before any sampling).
         NotADirectoryError, PermissionError, UserInputError: ``outputDirectory`` cannot be
             written (checked before the model is loaded).
@@ -281,40 +288,64 @@ def sample(cfg: SampleConfig, *, force: bool = False, overwrite: bool = False) -
     device = resolve_device(cfg.device)
     jobs = plan_jobs(cfg)
     ensure_writable_dir(cfg.outputDirectory, what="outputDirectory")
-    for prefix in (f"{cfg.name}_L", MANIFEST):
-        for path in remove_stale_temporaries(cfg.outputDirectory, prefix=prefix):
-            log.info("removed %s, left by a run that was killed while writing it", path.name)
-    trained = load_model(cfg, device)
-    mode = resolve_compile_mode(cfg.compileModel, device, auto="reduce-overhead")
+    with sampling_launch(sequence_parallel=cfg.useSequenceParallelism,
+                         shards=cfg.numSequenceShards, device=device) as launch:  # fmt: skip
+        return _sample(cfg, jobs, launch, force=force, overwrite=overwrite)
+
+
+def _sample(
+    cfg: SampleConfig, jobs: list[SampleJob], launch: SamplingLaunch, *, force: bool,
+    overwrite: bool,
+) -> list[Path]:  # fmt: skip
+    """:func:`sample` from the planned ``jobs`` on, in this process of ``launch``."""
+    device, say = launch.device, print if launch.leader else (lambda *_: None)
+    if launch.leader:
+        for prefix in (f"{cfg.name}_L", MANIFEST):
+            for path in remove_stale_temporaries(cfg.outputDirectory, prefix=prefix):
+                log.info("removed %s, left by a run that was killed while writing it", path.name)
+    trained = load_model(cfg, device, announce=launch.leader)
+    if launch.sequence is not None:
+        check_shardable_keys(trained.config, source=f"the checkpoint's model, {trained.path}")
+    if launch.sequence is None:
+        mode = resolve_compile_mode(cfg.compileModel, device, auto="reduce-overhead")
+    else:  # the sharded model (collectives inside) runs eagerly
+        mode = "off"
     model = maybe_compile(trained.model, mode=mode)  # the module itself for mode off
-    if mode != "off":
+    if mode != "off" and launch.leader:
         log.info("model calls run through torch.compile (mode %s)", mode)
     sampler = build_sampler(cfg, trained.schedule)
     steps = len(sampler.timesteps())
     settings = sampler_settings(cfg, trained, sampler)
     run = run_record(checkpoint_sha256=trained.weights_sha256, checkpoint_path=trained.path,
                      sampler=settings, device=device.type)  # fmt: skip
-    todo = jobs_to_sample(cfg.outputDirectory, jobs, run, overwrite=overwrite)
-    print(f"[genie] {len(jobs)} samples planned, {len(jobs) - len(todo)} already written")
+    # rank 0 decides what is left (and removes what --overwrite replaces); all sample that
+    todo = launch.from_leader(
+        jobs_to_sample(cfg.outputDirectory, jobs, run, overwrite=overwrite)
+        if launch.leader else None
+    )  # fmt: skip
+    say(f"[genie] {len(jobs)} samples planned, {len(jobs) - len(todo)} already written")
     if not todo:
         return []
     todo.sort(key=lambda job: job.length)
     longest, chains = todo[-1].length, min(cfg.batchSize, len(todo))
-    needed = peak_bytes(model_sizes(trained.config), length=longest, batch=chains, training=False)
+    shards = 1 if launch.sequence is None else launch.sequence.size()
+    needed = peak_bytes(model_sizes(trained.config), length=-(-longest // shards), batch=chains,
+                        training=False)  # fmt: skip
     require_memory(needed, device=device, force=force,
-                   what=f"sampling {chains} chain(s) of {longest:,} residues together",
+                   what=f"sampling {chains} chain(s) of {longest:,} residues together"
+                   + (f" on {shards} sequence shards" if shards > 1 else ""),
                    keys="sampleLengths or batchSize")  # fmt: skip
     batches = [todo[i : i + cfg.batchSize] for i in range(0, len(todo), cfg.batchSize)]
+    mine = launch.share(batches)
     written: list[Path] = []
     diverged: list[SampleJob] = []
     start = time.perf_counter()
-    bar = tqdm(total=len(batches) * steps, desc=f"sampling on {device}", unit="step",
-               dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(total=len(mine) * steps, desc=f"sampling on {device}", unit="step",
+               dynamic_ncols=True, disable=not launch.leader)  # fmt: skip
     with bar, logging_redirect_tqdm():  # warnings print above the bar, not through it
-        for batch in batches:
+        for batch in mine:
             keep = [_keeps_trajectory(cfg, job) for job in batch]
-            result = sample_chains(
-                model,
+            options = dict(
                 schedule=trained.schedule,
                 parametrisation=trained.parametrisation,
                 sampler=sampler,
@@ -327,37 +358,50 @@ def sample(cfg: SampleConfig, *, force: bool = False, overwrite: bool = False) -
                 trajectory_every=cfg.trajectoryEvery if any(keep) else 0,
                 trajectory_chains=keep,
                 on_step=lambda _done: bar.update(1),
-            )  # fmt: skip
-            outcomes = list(zip(batch, result.coords, result.trajectories, strict=True))
-            problems = [coordinate_problem(xyz, fmt=cfg.outputFormat) for _, xyz, _ in outcomes]
-            record_samples(cfg.outputDirectory, {  # before the files: never a file without one
-                job.stem.name: sample_record(run, seed=job.seed, length=job.length,
-                                             index=job.index)
-                for (job, _, _), why in zip(outcomes, problems, strict=True) if why is None
-            })  # fmt: skip
-            for (job, xyz, frames), why in zip(outcomes, problems, strict=True):
-                frame_steps = result.frame_timesteps if frames else ()
-                if why is not None:
-                    _set_aside(cfg, job, xyz, frames, frame_steps, why)
-                    diverged.append(job)
-                    continue
-                files = write_sample(
-                    job.stem,
-                    xyz,
-                    fmt=cfg.outputFormat,
-                    fragment_length=cfg.fragmentLength if cfg.saveFragments else None,
-                    trajectory=frames,
-                    frame_timesteps=frame_steps,
-                )
-                written.append(files.structure)
+            )
+            if launch.sequence is None:
+                result = sample_chains(model, **options)
+            else:
+                result = sample_sharded(model, group=launch.sequence, **options)
+            if not launch.writes:
+                continue
+            _write_batch(cfg, run, batch, result, written, diverged)
     elapsed = time.perf_counter() - start
-    print(
-        f"[genie] {describe_sampler(cfg, sampler)}: wrote {len(written)} samples, "
-        f"{len(diverged)} diverged (not written) to {cfg.outputDirectory} in {elapsed:.1f} s "
-        f"({60 * len(todo) / elapsed:.2f} samples/min, {len(batches) * steps / elapsed:.1f} "
+    total_written, total_diverged = launch.total([len(written), len(diverged)])
+    say(
+        f"[genie] {describe_sampler(cfg, sampler)}: wrote {total_written} samples, "
+        f"{total_diverged} diverged (not written) to {cfg.outputDirectory} in {elapsed:.1f} s "
+        f"({60 * len(todo) / elapsed:.2f} samples/min, {len(mine) * steps / elapsed:.1f} "
         "steps/s)"
     )
     return written
+
+
+def _write_batch(cfg: SampleConfig, run: dict, batch: list[SampleJob], result: Samples,
+                 written: list[Path], diverged: list[SampleJob]) -> None:  # fmt: skip
+    """Record and write one batch's samples (diverged ones set aside); appends to ``written``
+    and ``diverged``."""
+    outcomes = list(zip(batch, result.coords, result.trajectories, strict=True))
+    problems = [coordinate_problem(xyz, fmt=cfg.outputFormat) for _, xyz, _ in outcomes]
+    record_samples(cfg.outputDirectory, {  # before the files: never a file without one
+        job.stem.name: sample_record(run, seed=job.seed, length=job.length, index=job.index)
+        for (job, _, _), why in zip(outcomes, problems, strict=True) if why is None
+    })  # fmt: skip
+    for (job, xyz, frames), why in zip(outcomes, problems, strict=True):
+        frame_steps = result.frame_timesteps if frames else ()
+        if why is not None:
+            _set_aside(cfg, job, xyz, frames, frame_steps, why)
+            diverged.append(job)
+            continue
+        files = write_sample(
+            job.stem,
+            xyz,
+            fmt=cfg.outputFormat,
+            fragment_length=cfg.fragmentLength if cfg.saveFragments else None,
+            trajectory=frames,
+            frame_timesteps=frame_steps,
+        )
+        written.append(files.structure)
 
 
 def main(

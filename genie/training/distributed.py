@@ -1,5 +1,5 @@
 """Lightning strategies of a run of several processes: DDP (optionally PowerSGD-compressed and
-bucketed) or FSDP; the PowerSGD rank of a compression ratio; the ``(data, sequence)`` device mesh.
+bucketed) or FSDP; the PowerSGD rank of a compression ratio; the layout of a torchrun launch.
 
 No launcher or transport of our own: processes come from ``torchrun`` or from Lightning's
 launcher (a plain ``python`` launch with ``devices`` > 1), communication from
@@ -125,24 +125,6 @@ def fsdp_strategy(*, backend: str, wrap: set[type[nn.Module]]) -> FSDPStrategy:
         auto_wrap_policy=wrap,
         state_dict_type="full",
         sharding_strategy="FULL_SHARD",
-    )
-
-
-def build_device_mesh(*, world_size: int, sequence_shards: int, device_type: str):
-    """The ``(data, sequence)`` device mesh of sequence parallelism: rank ``g`` is data rank
-    ``g // sequence_shards`` and sequence rank ``g % sequence_shards`` (the data module shares
-    batches out by the data rank, :class:`~genie.data.datamodule.CaDataModule`). Call it once
-    the default process group exists (Lightning's ``configure_model`` and later)."""
-    from torch.distributed.device_mesh import init_device_mesh
-
-    if world_size % sequence_shards:
-        raise ConfigError(
-            f"numSequenceShards ({sequence_shards}) does not divide the world ({world_size})"
-        )
-    return init_device_mesh(
-        device_type,
-        (world_size // sequence_shards, sequence_shards),
-        mesh_dim_names=("data", "sequence"),
     )
 
 

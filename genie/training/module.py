@@ -62,7 +62,9 @@ class GenieModule(SequenceParallel, pl.LightningModule):
         asks for it on this device (decided at the first call, when the device is known; the
         weights stay those of ``self.model``)."""
         if not self._compile_resolved:
-            mode = resolve_compile_mode(self.config.compileModel, self.device)
+            # on sequence shards (collectives inside the graph) compiled only when asked for
+            auto = "default" if self.sequence_layout.num_shards == 1 else "off"
+            mode = resolve_compile_mode(self.config.compileModel, self.device, auto=auto)
             if mode != "off":
                 self._compiled = CompiledDenoiser(self.model, mode=mode)
                 log.info("training steps run the model through torch.compile (mode %s)", mode)
@@ -79,7 +81,9 @@ class GenieModule(SequenceParallel, pl.LightningModule):
         if self.device_mesh is not None:
             from genie.training.sequence_parallel import parallelize  # imports Lightning's
 
-            parallelize(self, self.device_mesh)
+            cfg = self.config
+            bucket = cfg.gradientBucketSizeMB if cfg.useGradientBucketing else None
+            parallelize(self, self.device_mesh, bucket_size_mb=bucket)
 
     def on_fit_start(self) -> None:
         """Record the model size (logged once by the builder) in TensorBoard: distinct trainable

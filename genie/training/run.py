@@ -159,8 +159,8 @@ def uses_cuda(cfg: GenieConfig) -> bool:
 def build_strategy(cfg: GenieConfig, *, model: torch.nn.Module | None = None) -> Strategy:
     """Lightning's DDP or FSDP for ``useDistributed`` (:func:`genie.training.distributed.
     distributed_strategy`), or its ``ModelParallelStrategy`` over a (data, sequence) mesh for
-    ``useSequenceParallelism`` (which configs refuse in this build:
-    :data:`~genie.config.distributed.SEQUENCE_PARALLELISM_AVAILABLE`); ``model``: the denoiser
+    ``useSequenceParallelism`` (:func:`genie.training.sequence_parallel.
+    sequence_parallel_strategy`); ``model``: the denoiser
     whose gradients PowerSGD compresses (``gradientCompressionRatio``; built from ``cfg`` when
     None)."""
     if cfg.useSequenceParallelism:  # the (data, sequence) mesh: genie.training.sequence_parallel

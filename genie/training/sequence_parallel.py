@@ -16,13 +16,18 @@ average is the mean over the D data replicas of the sum over each chain's P shar
 of the unsharded loss of that replica's batch, averaged over replicas as in plain DDP.
 
 Checkpoints are gathered into one file on rank 0 (``save_distributed_checkpoint=False``), which
-loads in a single process for sampling or further training.
+loads in a single process for sampling or further training. Resuming reads that file on every
+process (:class:`SequenceParallelStrategy`): Lightning's ``ModelParallelStrategy`` loads only
+checkpoints of DTensor (FSDP2 / tensor-parallel) models, and ours holds plain replicated tensors.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytorch_lightning as pl
-from pytorch_lightning.strategies import ModelParallelStrategy
+from pytorch_lightning.strategies import ModelParallelStrategy, Strategy
 from torch.distributed._composable import replicate
 from torch.distributed.device_mesh import DeviceMesh
 
@@ -32,9 +37,29 @@ from genie.model.layout import set_sequence_layout
 DATA_DIM, SEQUENCE_DIM = "data_parallel", "tensor_parallel"  # ModelParallelStrategy's names
 
 
+class SequenceParallelStrategy(ModelParallelStrategy):
+    """Lightning's ``ModelParallelStrategy`` whose checkpoints (one file, written by rank 0) are
+    restored as any single-file checkpoint: read on every process, the weights and the optimiser
+    state loaded into the replicated model and its optimiser (module docstring)."""
+
+    @property
+    def lightning_restore_optimizer(self) -> bool:
+        return True
+
+    def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None) -> dict:
+        path = self.broadcast(checkpoint_path)  # rank 0's path on every process
+        return Strategy.load_checkpoint(self, path, weights_only=weights_only)
+
+    def load_model_state_dict(self, checkpoint: Mapping[str, Any], strict: bool = True) -> None:
+        Strategy.load_model_state_dict(self, checkpoint, strict=strict)
+
+    def load_optimizer_state_dict(self, checkpoint: Mapping[str, Any]) -> None:
+        Strategy.load_optimizer_state_dict(self, checkpoint)
+
+
 def sequence_parallel_strategy(
     *, num_shards: int, world_size: int, backend: str | None = None
-) -> ModelParallelStrategy:
+) -> SequenceParallelStrategy:
     """Lightning's ``ModelParallelStrategy`` for ``world_size`` processes (devices × nodes) in
     groups of ``num_shards`` that shard each chain (``world_size / num_shards`` data-parallel
     replicas); ``backend`` nccl or gloo (None: Lightning's choice for the device)."""
@@ -43,7 +68,7 @@ def sequence_parallel_strategy(
             f"{world_size} processes do not split into sequence groups of {num_shards}: the "
             "number of shards must divide the number of processes"
         )
-    return ModelParallelStrategy(
+    return SequenceParallelStrategy(
         data_parallel_size=world_size // num_shards,
         tensor_parallel_size=num_shards,
         save_distributed_checkpoint=False,
@@ -51,13 +76,22 @@ def sequence_parallel_strategy(
     )
 
 
-def parallelize(module: pl.LightningModule, mesh: DeviceMesh) -> None:
+def parallelize(
+    module: pl.LightningModule, mesh: DeviceMesh, *, bucket_size_mb: float | None = None
+) -> None:
     """Put ``module`` (a :class:`~genie.training.module.GenieModule`) on the sequence
-    dimension of ``mesh`` and replicate its denoiser over every process (module docstring)."""
+    dimension of ``mesh`` and replicate its denoiser over every process (module docstring);
+    ``bucket_size_mb``: DDP's gradient buckets of that size, gradients held as views into them
+    (``useGradientBucketing``; None = DDP's defaults)."""
     if mesh.mesh_dim_names != (DATA_DIM, SEQUENCE_DIM):
         raise ValueError(f"expected a ({DATA_DIM}, {SEQUENCE_DIM}) device mesh, got "
                          f"{mesh.mesh_dim_names}")  # fmt: skip
     check_shardable(module.model)
     set_sequence_layout(module, SequenceShards(mesh[SEQUENCE_DIM]))
     if mesh.size() > 1:
-        replicate(module.model)
+        buckets = (
+            {}
+            if bucket_size_mb is None
+            else dict(bucket_cap_mb=bucket_size_mb, gradient_as_bucket_view=True)
+        )
+        replicate(module.model, **buckets)

@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 
 from genie.config import ConfigError, GenieConfig, SampleConfig, config_from_dict, load_config
-from genie.config.distributed import SEQUENCE_PARALLELISM_AVAILABLE, data_parallel_layout
+from genie.config.distributed import data_parallel_layout
 
 SPARSE = ["useSparseKNN=True", "useFlashMode=True"]
 DDP = ["useDistributed=True", "distributedBackend=gloo"]
+NO_TRIANGLES = ["includeTriangularMultiplicativeUpdate=False", "includeTriangularAttention=False"]
 
 
 @pytest.mark.parametrize(
@@ -34,7 +35,17 @@ DDP = ["useDistributed=True", "distributedBackend=gloo"]
         ([*DDP, "useSequenceParallelism=True"], "useSequenceParallelism shards the sparse k-NN"),
         ([*DDP, "useSequenceParallelism=True", "useFactorizedPairs=True",
           "useFactorizedTriangleOps=True", "useFlashMode=True"],
-         "dense and factorised pairs cannot be split"),
+         "triangle operations on factors couple every residue"),
+        ([*DDP, "useSequenceParallelism=True", "useFactorizedPairs=True", *NO_TRIANGLES,
+          "useFlashMode=False"], "useSequenceParallelism needs useFlashMode True"),
+        ([*DDP, *SPARSE, "useSequenceParallelism=True", "randomNeighbors=4"],
+         "randomNeighbors = 4 with useSequenceParallelism: not supported"),
+        ([*DDP, *SPARSE, "useSequenceParallelism=True", "selfConditioning=True"],
+         "selfConditioning = True with useSequenceParallelism: not supported"),
+        ([*DDP, *SPARSE, "useSequenceParallelism=True", "predictionTarget=x0"],
+         "predictionTarget = x0 with useSequenceParallelism: not supported"),
+        (["useDistributed=True", *SPARSE, "useSequenceParallelism=True",
+          "gradientCompressionRatio=4"], "gradientCompressionRatio with useSequenceParallelism"),
         (["useDistributed=True", "distributedStrategy=fsdp", "useSequenceParallelism=True",
           *SPARSE], "useSequenceParallelism with distributedStrategy fsdp"),
         ([*DDP, "devices=3", "useSequenceParallelism=True", "numSequenceShards=2", *SPARSE],
@@ -54,16 +65,15 @@ def test_incompatible_distributed_keys_are_refused_with_their_names(overrides, n
     assert needle in str(error.value)
 
 
-def test_sequence_parallelism_is_refused_in_a_build_without_it():
-    # every other condition met: sparse pairs, DDP, 2 shards dividing 4 processes
+def test_sequence_parallel_layouts_are_accepted():
+    # sparse pairs, DDP, 2 shards dividing 4 processes; factorised pairs read by FlashIPA
     keys = [*DDP, *SPARSE, "useSequenceParallelism=True", "numSequenceShards=2", "devices=4"]
-    if SEQUENCE_PARALLELISM_AVAILABLE:
-        assert load_config(None, keys).numSequenceShards == 2
-        return
-    with pytest.raises(ConfigError, match="not available in this build"):
-        load_config(None, keys)
-    with pytest.raises(ConfigError, match="not available in this build"):
-        SampleConfig(useSequenceParallelism=True)
+    assert load_config(None, keys).numSequenceShards == 2
+    factorised = [*DDP, "useFactorizedPairs=True", *NO_TRIANGLES, "useFlashMode=True",
+                  "useSequenceParallelism=True"]  # fmt: skip
+    assert load_config(None, factorised).useSequenceParallelism
+    assert load_config(None, [*keys, "useGradientBucketing=True"]).useGradientBucketing
+    assert SampleConfig(useSequenceParallelism=True, numSequenceShards=2).numSequenceShards == 2
     with pytest.raises(ConfigError, match="numSequenceShards = 2 needs useSequenceParallelism"):
         SampleConfig(numSequenceShards=2)
 

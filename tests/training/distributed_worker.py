@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 
 from genie.config import load_config
-from genie.training.distributed import build_device_mesh
+from genie.distributed.mesh import build_device_mesh
 from genie.training.run import train
 
 

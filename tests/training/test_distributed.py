@@ -11,14 +11,11 @@ One ``torchrun --standalone --nproc_per_node 2`` start runs every 2-rank trainin
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, TINY_MODEL
+from helpers import TINY_MODEL, torchrun
 
 from genie.config import ConfigError, load_config
 from genie.training.run import train
@@ -69,12 +66,7 @@ def runs(tmp_path_factory):
          "resume": str(resume), "precision": "32-true"},
     ]}  # fmt: skip
     (root / "plan.json").write_text(json.dumps(plan))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(WORKER), str(root / "plan.json"), str(root)],
-        cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+    result = torchrun(WORKER, str(root / "plan.json"), str(root), processes=2, cwd=root)
     assert result.returncode == 0, result.stderr[-4000:]
     ranks = [json.loads((root / f"rank{r}.json").read_text()) for r in range(2)]
     single = root / "single"

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
-from helpers import REPO, TINY_MODEL
+from helpers import REPO, TINY_MODEL, torchrun
 
 from genie.config import GenieConfig, load_config
 from genie.config.cli import load_with_defaults
@@ -74,12 +72,8 @@ def test_torchrun_launch_takes_its_layout_from_the_launcher(tmp_path):
     # (Lightning would refuse devices=2 in a world of 1)
     config = _config_file(tmp_path, "devices 2", "validationSize 1", "useDistributed True",
                           "distributedBackend gloo")  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1"]
-        + ["--standalone", str(ENTRY_POINT), "--config", str(config)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    result = torchrun(ENTRY_POINT, "--config", str(config), processes=1, cwd=tmp_path,
+                      timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[genie] torchrun: devices=1, numNodes=1 (the launcher's layout" in result.stdout
     assert (tmp_path / "runs" / "ultralong" / "version_0" / "checkpoints" / "last.ckpt").is_file()

@@ -3,9 +3,11 @@ residues of every chain and gets the whole backbones back.
 
 Notation: b chains, n residues (padded to a multiple of the shards), m = n / P own residues.
 
-The reverse loop is the single-process one (:func:`genie.sampling.reverse.reverse_process`) on
+The reverse loop is the single-process one (:func:`genie.sampling.predictor.sample_chains`: the
+model's noise scale and parametrisation, :func:`~genie.sampling.reverse.reverse_process`) on
 :class:`ShardedChains`: its x holds the own residues ``[b, m, 3]``, the model (on the same
-layout) gathers what it reads of other residues, and the sampler's update is per residue. Every
+layout) gathers what it reads of other residues, the sampler's update is per residue and
+re-centring sums over the shards. Every
 process draws the whole batch's noise from the chains' own generators, the draws a single
 process makes, and keeps its rows; so the same seeds give the same backbones as one process
 (``tests/distributed``). The k-NN graph is rebuilt from the sharded x every
@@ -15,19 +17,20 @@ gathered on every process; the caller lets rank 0 write the files.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh
 
 from genie.distributed.layout import SequenceShards
-from genie.distributed.model import sequence_parallel
+from genie.distributed.model import SequenceParallelError, sequence_parallel
 from genie.distributed.sharding import pad_residues, padded_length
 from genie.model.denoiser import GenieDenoiser
 from genie.model.layout import SequenceLayout
 from genie.sampling.chains import ChainBatch
-from genie.sampling.reverse import ReverseSampler, Samples, reverse_process
+from genie.sampling.predictor import sample_chains
+from genie.sampling.reverse import Samples
 
 
 class ShardedChains:
@@ -48,6 +51,14 @@ class ShardedChains:
         """The own rows ``[b, m, 3]`` of the whole batch's next draw."""
         return self.layout.local(pad_residues(self.chains.normal(), self.n))
 
+    def centred(self, x: torch.Tensor) -> torch.Tensor:
+        """Own rows ``x [b, m, 3]`` minus each chain's centroid over all its residues: float64
+        sums of every shard, added in rank order (the same on every process), as
+        :meth:`ChainBatch.centred` sums them."""
+        m = self.mask.double()[..., None]  # [b, m, 1]
+        sums = self.layout.sum(torch.cat([(x.double() * m).sum(1), m.sum(1)], dim=-1))  # [b, 4]
+        return ((x.double() - (sums[:, :3] / sums[:, 3:])[:, None]) * m).to(x.dtype)
+
     def split(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Own rows ``x [b, m, 3]`` of every process -> the whole chains, ``[n_i, 3]`` each."""
         return self.chains.split(self.layout.gather(x)[:, : self.chains.n_max])
@@ -55,25 +66,26 @@ class ShardedChains:
 
 def sample_sharded(
     model: GenieDenoiser,
-    sampler: ReverseSampler,
-    chains: ChainBatch,
     *,
     group: dist.ProcessGroup | DeviceMesh,
-    knn_update_frequency: int = 1,
-    clear_cache_every: int = 0,
-    trajectory_every: int = 0,
-    trajectory_chains: Sequence[bool] | None = None,
-    on_step: Callable[[int], None] | None = None,
+    **sampling: Any,
 ) -> Samples:
-    """:func:`~genie.sampling.reverse.reverse_process` of ``chains`` with every chain sharded by
+    """:func:`~genie.sampling.predictor.sample_chains` (its keyword arguments: schedule,
+    parametrisation, sampler, lengths, seeds, device and the loop's) with every chain sharded by
     residue over ``group`` (a process group or a one-dimensional ``DeviceMesh``). Call it on every
-    process of the group with the same model weights, sampler and chains (lengths and seeds);
-    each returns the whole samples. The model is on the shards inside the call only."""
+    process of the group with the same model weights and arguments; each returns the whole
+    samples. The model is on the shards inside the call only.
+
+    Raises:
+        SequenceParallelError: a model that the shards cannot run (:func:`check_shardable`), or
+            one with self-conditioning or x̂0 prediction (they read the whole chain's x̂0).
+    """
+    parametrisation = sampling["parametrisation"]
+    if model.self_conditioning or parametrisation.target != "epsilon":
+        raise SequenceParallelError(
+            "sequence shards sample models that predict ε without self-conditioning (x̂0 and its "
+            "centre are whole-chain quantities); sample this model in one process"
+        )
     layout = SequenceShards(group)
     with sequence_parallel(model, layout):
-        return reverse_process(
-            model, sampler, ShardedChains(chains, layout),
-            knn_update_frequency=knn_update_frequency, clear_cache_every=clear_cache_every,
-            trajectory_every=trajectory_every, trajectory_chains=trajectory_chains,
-            on_step=on_step,
-        )  # fmt: skip
+        return sample_chains(model, view=lambda chains: ShardedChains(chains, layout), **sampling)
