@@ -8,8 +8,6 @@ residue, and the W / P data ranks take different chains (batches).
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
@@ -37,12 +35,12 @@ def build_device_mesh(*, world_size: int, sequence_shards: int, device_type: str
 def launched_mesh(*, sequence_shards: int, device: torch.device) -> DeviceMesh:
     """The ``(data, sequence)`` mesh of this ``torchrun`` launch (one process when started
     without it), on ``device``'s kind: the default process group is created from torchrun's
-    environment where none exists (NCCL on CUDA, each process on its ``LOCAL_RANK``'s GPU; gloo
+    environment where none exists (NCCL on CUDA, on ``device`` — each process its own GPU; gloo
     on CPU)."""
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
         if dist.is_torchelastic_launched():
             dist.init_process_group(backend)  # torchrun's rendezvous (env://)
         else:  # one process: a group of its own, no port to find

@@ -9,7 +9,7 @@ Genie's unit noise, :mod:`genie.diffusion.noise_scale`), so x_T ~ N(0, σ² I).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -76,13 +76,24 @@ class ChainBatch:
         """``x [b, n_max, 3]`` Å with each chain's Cα centroid moved to the origin (zero at
         padding). The centroid is summed in float64, so that sums split over sequence shards
         (:class:`genie.sampling.sharded.ShardedChains`) round to the same result."""
-        m = self.mask.double()[..., None]  # [b, n, 1]
-        centre = (x.double() * m).sum(1, keepdim=True) / m.sum(1, keepdim=True)
-        return ((x.double() - centre) * m).to(x.dtype)
+        return centred_rows(x, self.mask)
 
     def split(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``x [b, n_max, 3]`` -> one float32 CPU tensor ``[n_i, 3]`` per chain (padding cut)."""
         return [x[i, :n].float().cpu() for i, n in enumerate(self.lengths)]
+
+
+def centred_rows(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    total: Callable[[torch.Tensor], torch.Tensor] = lambda sums: sums,
+) -> torch.Tensor:
+    """Rows ``x [b, m, 3]`` Å (``mask [b, m]``) minus each chain's Cα centroid, zero at padding;
+    ``total`` adds the float64 sums ``[b, 4]`` (coordinates, count) of these rows to those of the
+    chain's other rows (another process's shard; default: none, the rows are the whole chain)."""
+    m = mask.double()[..., None]  # [b, m, 1]
+    sums = total(torch.cat([(x.double() * m).sum(1), m.sum(1)], dim=-1))  # [b, 4]
+    return ((x.double() - (sums[:, :3] / sums[:, 3:])[:, None]) * m).to(x.dtype)
 
 
 def sample_seed(seed: int, length: int, index: int) -> int:

@@ -304,11 +304,10 @@ def _sample(
             for path in remove_stale_temporaries(cfg.outputDirectory, prefix=prefix):
                 log.info("removed %s, left by a run that was killed while writing it", path.name)
     trained = load_model(cfg, device, announce=launch.leader)
-    if launch.sequence is not None:
-        check_shardable_keys(trained.config, source=f"the checkpoint's model, {trained.path}")
     if launch.sequence is None:
         mode = resolve_compile_mode(cfg.compileModel, device, auto="reduce-overhead")
     else:  # the sharded model (collectives inside) runs eagerly
+        check_shardable_keys(trained.config, source=f"the checkpoint's model, {trained.path}")
         mode = "off"
     model = maybe_compile(trained.model, mode=mode)  # the module itself for mode off
     if mode != "off" and launch.leader:

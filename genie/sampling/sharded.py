@@ -28,7 +28,7 @@ from genie.distributed.model import SequenceParallelError, sequence_parallel
 from genie.distributed.sharding import pad_residues, padded_length
 from genie.model.denoiser import GenieDenoiser
 from genie.model.layout import SequenceLayout
-from genie.sampling.chains import ChainBatch
+from genie.sampling.chains import ChainBatch, centred_rows
 from genie.sampling.predictor import sample_chains
 from genie.sampling.reverse import Samples
 
@@ -55,9 +55,7 @@ class ShardedChains:
         """Own rows ``x [b, m, 3]`` minus each chain's centroid over all its residues: float64
         sums of every shard, added in rank order (the same on every process), as
         :meth:`ChainBatch.centred` sums them."""
-        m = self.mask.double()[..., None]  # [b, m, 1]
-        sums = self.layout.sum(torch.cat([(x.double() * m).sum(1), m.sum(1)], dim=-1))  # [b, 4]
-        return ((x.double() - (sums[:, :3] / sums[:, 3:])[:, None]) * m).to(x.dtype)
+        return centred_rows(x, self.mask, total=self.layout.sum)
 
     def split(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Own rows ``x [b, m, 3]`` of every process -> the whole chains, ``[n_i, 3]`` each."""
