@@ -10,6 +10,7 @@
 # Wheels in .whl/ (biopython, for a GPU image without it) are installed to /tmp/site first.
 # Results: OUT/rc.txt (exit codes, file comparison, summary lines), OUT/*.log, OUT/one_shard.json.
 set -u
+shopt -s nullglob
 OUT=${OUT:-/tmp/out16}; mkdir -p "$OUT"
 if [ -d .whl ] && ! python3 -c "import Bio" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -22,7 +23,7 @@ DEV=${DEV:-gpu}; LEN=${LEN:-512}
 EXTRA=(); [ "$DEV" = cpu ] && EXTRA=(--set accelerator=cpu --set distributedBackend=gloo)
 W=$OUT/work; mkdir -p $W
 nvidia-smi --query-gpu=name,memory.total --format=csv > $OUT/gpu.txt 2>&1
-timeout 90 torchrun --standalone --nproc_per_node 1 train/train_ultralong.py --config configs/train_stage5.config \
+timeout 150 torchrun --standalone --nproc_per_node 1 train/train_ultralong.py --config configs/train_stage5.config \
   --set devices=1 --set useSequenceParallelism=True --set numEpochs=1 --set datasetSize=4 --set validationSize=1 \
   --set maximumNumResidues=$LEN --set progressiveEndLength=$LEN --set progressiveStartLength=$LEN --set effectiveBatchSize=2 \
   --set numWorkers=0 --set logDirectory=$W/runs --set cacheDirectory=$W/cache --set logSamplesEveryEpochs=0 "${EXTRA[@]}" \
@@ -30,8 +31,8 @@ timeout 90 torchrun --standalone --nproc_per_node 1 train/train_ultralong.py --c
 SAMPLE=(--config configs/sample_stage5.config --set checkpoint=$W/runs/stage5 --set sampleLengths=$LEN,1000 --set samplesPerLength=1
   --set samplingStrategy=ddim --set skipSteps=50 --set compileModel=off)
 [ "$DEV" = cpu ] && SAMPLE+=(--set device=cpu)
-timeout 100 python sample/sample_ultralong.py "${SAMPLE[@]}" --set outputDirectory=$W/plain > $OUT/sample_plain.log 2>&1; echo "sample_plain rc $?" >> $OUT/rc.txt
-timeout 100 torchrun --standalone --nproc_per_node 1 sample/sample_ultralong.py "${SAMPLE[@]}" --set outputDirectory=$W/sp \
+timeout 120 python sample/sample_ultralong.py "${SAMPLE[@]}" --set outputDirectory=$W/plain > $OUT/sample_plain.log 2>&1; echo "sample_plain rc $?" >> $OUT/rc.txt
+timeout 120 torchrun --standalone --nproc_per_node 1 sample/sample_ultralong.py "${SAMPLE[@]}" --set outputDirectory=$W/sp \
   --set useSequenceParallelism=True > $OUT/sample_sp.log 2>&1; echo "sample_sp rc $?" >> $OUT/rc.txt
 for f in $W/plain/*.pdb $W/plain/*.cif; do cmp -s $f $W/sp/$(basename $f) && echo "same $(basename $f)" || echo "DIFF $(basename $f)"; done >> $OUT/rc.txt
 if [ "$DEV" = gpu ]; then
