@@ -23,9 +23,13 @@ bench() {  # NAME CONFIG LENGTHS MODES [extra bench_step arguments]
 s3=configs/train_stage3v2.config s4=configs/train_stage4.config
 case $part in
   tests)
-    python3 -m pytest -q -rs -p no:cacheprovider tests/model/test_compiled.py \
+    # the CUDA-only tests (pytest-timeout, when installed, bounds each one at 150 s)
+    timeout_flag=(); python3 -c "import pytest_timeout" 2>/dev/null && timeout_flag=(--timeout 150)
+    python3 -m pytest -v -rsf -p no:cacheprovider "${timeout_flag[@]}" --durations 10 \
+      -k "gpu or cuda or graph_captured" tests/model/test_compiled.py \
       tests/model/structure/test_mhc_compile.py tests/model/structure/test_flash_ipa.py \
-      tests/sampling/test_reverse.py 2>&1 | tee "$out/tests.log" | tail -n 15 ;;
+      tests/sampling/test_reverse.py tests/model/test_build_kernels.py 2>&1 \
+      | tee "$out/tests.log" | grep -E "PASS|FAIL|ERROR|SKIP|passed|failed|Timeout" | tail -n 40 ;;
   train)
     for mode in off default reduce-overhead; do
       bench "s3v2_train_$mode" $s3 1024 train --set compileModel=$mode --warmup 3 --repeat 5

@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=4096)
     parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
-    device = torch.device("cuda")
+    device = torch.device("cuda", torch.cuda.current_device())  # NCCL binds a device index
     cfg = load_config(args.config, ["useProgressiveTraining=False"])
     torch.manual_seed(0)
     model = build_denoiser(cfg, announce=False).to(device)

@@ -3,6 +3,7 @@
 # torchrun with sequence parallelism (one shard), its checkpoint sampled by one process and by
 # torchrun with useSequenceParallelism (the files compared byte for byte, both eager), then the
 # cost of the one-shard code path against the plain model (benchmarks/sequence_parallel_one_shard).
+# Everything runs eager (compileModel off): this checks the sharded code paths, not the compiler.
 #
 #   OUT=results bash benchmarks/stage5_one_gpu.sh        (LEN: crop and sample length, 512)
 #   DEV=cpu LEN=64 OUT=/tmp/s5 bash benchmarks/stage5_one_gpu.sh   (a dry run on CPU, gloo)
@@ -26,7 +27,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv > $OUT/gpu.txt 2>&1
 timeout 150 torchrun --standalone --nproc_per_node 1 train/train_ultralong.py --config configs/train_stage5.config \
   --set devices=1 --set useSequenceParallelism=True --set numEpochs=1 --set datasetSize=4 --set validationSize=1 \
   --set maximumNumResidues=$LEN --set progressiveEndLength=$LEN --set progressiveStartLength=$LEN --set effectiveBatchSize=2 \
-  --set numWorkers=0 --set logDirectory=$W/runs --set cacheDirectory=$W/cache --set logSamplesEveryEpochs=0 "${EXTRA[@]}" \
+  --set numWorkers=0 --set compileModel=off --set logDirectory=$W/runs --set cacheDirectory=$W/cache --set logSamplesEveryEpochs=0 "${EXTRA[@]}" \
   > $OUT/train.log 2>&1; echo "train rc $?" >> $OUT/rc.txt
 SAMPLE=(--config configs/sample_stage5.config --set checkpoint=$W/runs/stage5 --set sampleLengths=$LEN,1000 --set samplesPerLength=1
   --set samplingStrategy=ddim --set skipSteps=50 --set compileModel=off)
