@@ -149,6 +149,8 @@ def test_the_compiled_model_keeps_the_module_state_dict():
 
 # --- GPU: inductor and CUDA graphs --------------------------------------------------------------
 
+NO_DROPOUT = ["ipaDropout=0", "structureTransitionDropout=0", "triangularDropout=0"]
+
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -157,10 +159,18 @@ def test_the_compiled_model_keeps_the_module_state_dict():
 def test_inductor_equals_eager_on_gpu(name, mode):
     """fp32 (TF32 off), padded batch: outputs, input and parameter gradients of the compiled
     model (its first call and a replay) against eager, each to 1e-4 of the tensor's norm (the
-    kernels sum in another order)."""
+    kernels sum in another order), or of 1e-3 of all parameter gradients' norm for a gradient that
+    is zero but for rounding (the per-head bias of attention logits, which softmax cancels). The
+    zero-initialised final layers are filled first, so that the output is not trivially zero."""
     dynamo.reset()
     torch.backends.cuda.matmul.allow_tf32 = False
-    model = shipped_model(name, "matmulPrecision=highest").cuda().float().train()
+    # dropout off: inductor draws its random masks with its own generator, not eager's
+    model = shipped_model(name, "matmulPrecision=highest", *NO_DROPOUT).cuda().float().train()
+    gen = torch.Generator(device="cuda").manual_seed(2)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.normal_(0.0, 0.1, generator=gen)
     x, t, mask = (v.cuda() for v in denoiser_batch(300, 2, seed=3, pad_last=37))
     x = x.float()
     compiled = CompiledDenoiser(model, mode=mode)
@@ -174,11 +184,14 @@ def test_inductor_equals_eager_on_gpu(name, mode):
         # copied at once: a CUDA graph's outputs are overwritten by its next replay
         results.append([out.detach().clone()] + [g if g is None else g.clone() for g in grads])
     assert compiled.failed is None
+    names = ["output", "input gradient"] + [n for n, _ in model.named_parameters()]
+    floor = 1e-3 * torch.stack([g.norm() for g in results[0][2:] if g is not None]).norm()
     for other in results[1:]:
-        for got, want in zip(other, results[0], strict=True):
+        for label, got, want in zip(names, other, results[0], strict=True):
             if want is not None:
-                error = (got - want).norm() / want.norm().clamp(min=1e-12)
-                assert error < 1e-4, float(error)
+                scale = want.norm() if label in names[:2] else torch.maximum(want.norm(), floor)
+                error = (got - want).norm() / scale.clamp(min=1e-12)
+                assert error < 1e-4, (label, float(error))
 
 
 @pytest.mark.gpu
