@@ -59,7 +59,10 @@ class ShardedChains:
 
     def split(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Own rows ``x [b, m, 3]`` of every process -> the whole chains, ``[n_i, 3]`` each."""
-        return self.chains.split(self.layout.gather(x)[:, : self.chains.n_max])
+        whole = self.layout.gather(x)[:, : self.chains.n_max]
+        # a copy waits for the gather: a CPU chain would otherwise stay an asynchronous
+        # collective's view (split's .cpu() is no copy on the CPU), never waited for
+        return self.chains.split(whole.clone())
 
 
 def sample_sharded(
