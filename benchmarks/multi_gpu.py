@@ -105,7 +105,7 @@ def compare_backbones(mine: Path, reference: Path) -> dict[str, Any]:
     """The sampled backbone against the one-process one of the same seed."""
     import torch
 
-    a, b = torch.load(mine), torch.load(reference)
+    a, b = torch.load(mine, weights_only=True), torch.load(reference, weights_only=True)
     if a.shape != b.shape:
         return {"identical": False, "max_abs_diff_A": None}
     return {"identical": bool(torch.equal(a, b)), "max_abs_diff_A": float((a - b).abs().max())}
