@@ -1,6 +1,7 @@
 """k-nearest-neighbour graphs of a Cα trace (DESIGN §3): parameter-free search and gathering.
 
-Notation: b batch, n residues, k neighbours, c channels.
+Notation: b batch, n residues, k neighbours, c channels; m query residues (``rows``: all n by
+default, a process's own residues under sequence parallelism, ``genie/distributed/knn.py``).
 
 A graph is a pair ``(index [b, n, k] long, valid [b, n, k] bool)``: slot ``[:, i, m]`` names a
 neighbour j of residue i. Invalid slots (a padded query, or fewer than k real candidates) hold
@@ -58,13 +59,23 @@ def gather_neighbors(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(flat, 1, idx).reshape(b, n, k, *rest)
 
 
-def _placeholder(b: int, n: int, k: int, device: torch.device) -> torch.Tensor:
-    """``[b, n, k]`` index whose every slot is its own query i (in range, for invalid slots)."""
-    return torch.arange(n, device=device)[None, :, None].expand(b, n, k)
+def _placeholder(b: int, rows: slice, k: int, device: torch.device) -> torch.Tensor:
+    """``[b, m, k]`` index whose every slot is its own query i (in range, for invalid slots)."""
+    return torch.arange(rows.start, rows.stop, device=device)[None, :, None].expand(b, -1, k)
+
+
+def _query_rows(rows: slice | None, n: int) -> slice:
+    """The query residues ``rows`` (None: all n) as a slice with explicit bounds."""
+    if rows is None:
+        return slice(0, n)
+    start, stop, step = rows.indices(n)
+    if step != 1 or start >= stop:
+        raise ValueError(f"query rows must be a non-empty contiguous slice of {n}, got {rows}")
+    return slice(start, stop)
 
 
 def sequence_neighbors(
-    mask: torch.Tensor, *, k: int, exclude_self: bool = True
+    mask: torch.Tensor, *, k: int, exclude_self: bool = True, rows: slice | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The k residues closest in sequence: offsets tried as 0 (unless excluded), −1, +1, −2, +2, …
 
@@ -75,27 +86,29 @@ def sequence_neighbors(
 
     Args:
         mask: ``[b, n]`` real residues.
+        rows: the query residues (default all).
 
     Returns:
-        ``(index [b, n, k], valid [b, n, k])``.
+        ``(index [b, m, k], valid [b, m, k])``, indices into the whole chain.
     """
     b, n = mask.shape
+    rows = _query_rows(rows, n)
     device = mask.device
     real = mask.bool()
     d = torch.arange(1, k + 1, device=device)
     offsets = torch.stack([-d, d], dim=-1).flatten()  # [2k]: -1, +1, -2, +2, ...
     if not exclude_self:
         offsets = torch.cat([offsets.new_zeros(1), offsets])
-    cand = torch.arange(n, device=device)[:, None] + offsets  # [n, m]
-    inside = (cand >= 0) & (cand < n)  # [n, m]
+    cand = torch.arange(rows.start, rows.stop, device=device)[:, None] + offsets  # [m, c]
+    inside = (cand >= 0) & (cand < n)  # [m, c]
     cand = cand.clamp(0, n - 1)
-    ok = inside & real[:, cand] & real[:, :, None]  # [b, n, m]
+    ok = inside & real[:, cand] & real[:, rows, None]  # [b, m, c]
     # The first k valid candidates in offset order: sort by (invalid, offset rank), unique keys.
     rank = torch.arange(offsets.numel(), device=device)
-    order = torch.topk(rank + (~ok) * offsets.numel(), k, dim=-1, largest=False)[1]  # [b, n, k]
-    index = torch.gather(cand.expand(b, -1, -1), 2, order)  # [b, n, k]
+    order = torch.topk(rank + (~ok) * offsets.numel(), k, dim=-1, largest=False)[1]  # [b, m, k]
+    index = torch.gather(cand.expand(b, -1, -1), 2, order)  # [b, m, k]
     valid = torch.gather(ok, 2, order)
-    return torch.where(valid, index, _placeholder(b, n, k, device)), valid
+    return torch.where(valid, index, _placeholder(b, rows, k, device)), valid
 
 
 def coordinate_neighbors(
@@ -105,6 +118,7 @@ def coordinate_neighbors(
     k: int,
     chunk_size: int | None = 1024,
     exclude_self: bool = True,
+    rows: slice | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The k residues nearest in Cα distance, searched in query chunks (ties: lower j first).
 
@@ -117,11 +131,13 @@ def coordinate_neighbors(
         mask: ``[b, n]`` real residues; padded residues are never neighbours and padded queries
             get no valid slot.
         chunk_size: queries per block (None: all at once).
+        rows: the query residues (default all), searched against the whole chain.
 
     Returns:
-        ``(index [b, n, k], valid [b, n, k])``, neighbours in order of increasing distance.
+        ``(index [b, m, k], valid [b, m, k])``, neighbours in order of increasing distance.
     """
     b, n, _ = coords.shape
+    rows = _query_rows(rows, n)
     device = coords.device
     real = mask.bool()
     k_search = min(k, n)
@@ -129,25 +145,26 @@ def coordinate_neighbors(
         x = torch.where(real[..., None], coords.float(), 0.0)  # [b, n, 3]; padding may be NaN
         column = torch.arange(n, device=device)  # [n]
 
-        def block(rows: slice) -> torch.Tensor:
+        def block(chunk: slice) -> torch.Tensor:
+            start, stop = rows.start + chunk.start, rows.start + chunk.stop  # whole-chain rows
             # Exact coordinate differences; the matrix-product path loses precision.
-            dist = torch.cdist(x[:, rows], x, compute_mode="donot_use_mm_for_euclid_dist")
+            dist = torch.cdist(x[:, start:stop], x, compute_mode="donot_use_mm_for_euclid_dist")
             dist.masked_fill_(~real[:, None, :], float("inf"))  # [b, chunk, n]
             if exclude_self:
-                dist.diagonal(offset=rows.start, dim1=1, dim2=2).fill_(float("inf"))
+                dist.diagonal(offset=start, dim1=1, dim2=2).fill_(float("inf"))
             key = dist.view(torch.int32).to(torch.int64)  # non-negative floats order as ints
             del dist
             key.bitwise_left_shift_(32).add_(column)  # (distance bits) · 2³² + j
             return torch.topk(key, k_search, dim=-1, largest=False, sorted=True)[0]
 
-        keys = chunked(block, n, chunk_size, dim=1)  # [b, n, k_search]
+        keys = chunked(block, rows.stop - rows.start, chunk_size, dim=1)  # [b, m, k_search]
     index = keys & _LOW32
-    valid = ((keys >> 32) < _INF_BITS) & real[:, :, None]  # +inf: padded or self
+    valid = ((keys >> 32) < _INF_BITS) & real[:, rows, None]  # +inf: padded or self
     if k_search < k:  # fewer residues than k: the extra slots are invalid
         pad = k - k_search
-        index = torch.cat([index, index.new_zeros(b, n, pad)], dim=-1)
-        valid = torch.cat([valid, valid.new_zeros(b, n, pad)], dim=-1)
-    return torch.where(valid, index, _placeholder(b, n, k, device)), valid
+        index = torch.cat([index, index.new_zeros(*index.shape[:2], pad)], dim=-1)
+        valid = torch.cat([valid, valid.new_zeros(*valid.shape[:2], pad)], dim=-1)
+    return torch.where(valid, index, _placeholder(b, rows, k, device)), valid
 
 
 def _hybrid_neighbors(
@@ -157,27 +174,29 @@ def _hybrid_neighbors(
     k: int,
     chunk_size: int | None,
     exclude_self: bool,
+    rows: slice | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """⌈k/2⌉ sequence neighbours, then the nearest coordinate neighbours not already chosen."""
     b, n = mask.shape
+    rows = _query_rows(rows, n)
     k_seq = (k + 1) // 2
     k_coord = k - k_seq
-    seq_index, seq_valid = sequence_neighbors(mask, k=k_seq, exclude_self=exclude_self)
+    seq_index, seq_valid = sequence_neighbors(mask, k=k_seq, exclude_self=exclude_self, rows=rows)
     if k_coord == 0:
         return seq_index, seq_valid
     # The k nearest contain at least k_coord residues outside the k_seq sequence neighbours.
     cand, cand_valid = coordinate_neighbors(
-        coords, mask, k=k, chunk_size=chunk_size, exclude_self=exclude_self
+        coords, mask, k=k, chunk_size=chunk_size, exclude_self=exclude_self, rows=rows
     )
     taken = ((cand[..., :, None] == seq_index[..., None, :]) & seq_valid[..., None, :]).any(-1)
-    keep = cand_valid & ~taken  # [b, n, k]
+    keep = cand_valid & ~taken  # [b, m, k]
     rank = torch.arange(k, device=cand.device)
     order = torch.topk(rank + (~keep) * k, k_coord, dim=-1, largest=False)[1]  # first kept
     coord_index = torch.gather(cand, 2, order)
     coord_valid = torch.gather(keep, 2, order)
     index = torch.cat([seq_index, coord_index], dim=-1)
     valid = torch.cat([seq_valid, coord_valid], dim=-1)
-    return torch.where(valid, index, _placeholder(b, n, k, index.device)), valid
+    return torch.where(valid, index, _placeholder(b, rows, k, index.device)), valid
 
 
 @torch.no_grad()
@@ -189,6 +208,7 @@ def knn_graph(
     strategy: str,
     chunk_size: int | None = 1024,
     exclude_self: bool = True,
+    rows: slice | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each residue's k neighbours by ``strategy`` (coordinate, sequence or hybrid; module doc).
 
@@ -202,9 +222,12 @@ def knn_graph(
         strategy: ``coordinate``, ``sequence`` or ``hybrid``.
         chunk_size: queries per distance block (None: one block of ``[b, n, n]``).
         exclude_self: leave residue i out of its own neighbours.
+        rows: the query residues (default all n): their rows of the whole chain's graph,
+            exactly (same candidates, ties and placeholders).
 
     Returns:
-        ``(index [b, n, k] long, valid [b, n, k] bool)``; invalid slots hold the query itself.
+        ``(index [b, m, k] long, valid [b, m, k] bool)``, indices into the whole chain; invalid
+        slots hold the query itself.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -212,12 +235,12 @@ def knn_graph(
         raise ValueError(f"coords {tuple(coords.shape)} and mask {tuple(mask.shape)} disagree")
     if strategy == "coordinate":
         return coordinate_neighbors(
-            coords, mask, k=k, chunk_size=chunk_size, exclude_self=exclude_self
+            coords, mask, k=k, chunk_size=chunk_size, exclude_self=exclude_self, rows=rows
         )
     if strategy == "sequence":
-        return sequence_neighbors(mask, k=k, exclude_self=exclude_self)
+        return sequence_neighbors(mask, k=k, exclude_self=exclude_self, rows=rows)
     if strategy == "hybrid":
         return _hybrid_neighbors(
-            coords, mask, k=k, chunk_size=chunk_size, exclude_self=exclude_self
+            coords, mask, k=k, chunk_size=chunk_size, exclude_self=exclude_self, rows=rows
         )
     raise ValueError(f"unknown k-NN strategy '{strategy}' ({', '.join(STRATEGIES)})")

@@ -1,6 +1,6 @@
-"""The k-NN search of a shard's rows equals those rows of the unsharded graph, exactly: every
-strategy, awkward shard and chunk sizes, padding, chains with fewer residues than k; and the
-graph built by a group of processes equals the unsharded graph."""
+"""The k-NN search of a shard's rows (``knn_graph(..., rows=)``) equals those rows of the
+unsharded graph, exactly: every strategy, awkward shard and chunk sizes, padding, chains with
+fewer residues than k; and the graph built by a group of processes equals the unsharded graph."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 import torch
 from helpers import helix_trace
 
-from genie.distributed.knn import knn_rows
 from genie.geometry.knn import knn_graph
 
 
@@ -32,16 +31,17 @@ def test_rows_equal_the_unsharded_graph(strategy, rows, chunk):
     k = 7  # more than the 5 other residues of the short chain: invalid slots
     index, valid = knn_graph(x, mask, k=k, strategy=strategy, chunk_size=4)
     own = slice(*rows)
-    got_index, got_valid = knn_rows(x, mask, own, k=k, strategy=strategy, chunk_size=chunk)
+    got_index, got_valid = knn_graph(x, mask, k=k, strategy=strategy, chunk_size=chunk, rows=own)
     assert torch.equal(got_valid, valid[:, own])
     assert torch.equal(got_index, index[:, own])  # placeholders of invalid slots included
     assert got_valid.any() and not got_valid.all()
 
 
-def test_unknown_strategy_is_refused():
+@pytest.mark.parametrize("rows", [slice(4, 4), slice(0, 8, 2)])
+def test_query_rows_must_be_a_contiguous_run(rows):
     x, mask = trace_batch()
-    with pytest.raises(ValueError, match="cannot build the k-NN strategy 'random'"):
-        knn_rows(x, mask, slice(0, 4), k=3, strategy="random", chunk_size=None)
+    with pytest.raises(ValueError, match="non-empty contiguous slice"):
+        knn_graph(x, mask, k=3, strategy="coordinate", rows=rows)
 
 
 def test_graph_built_on_shards_equals_the_unsharded_graph(sequence_parallel_results):
