@@ -157,6 +157,8 @@ def run_sharded(args, part: str, n: int, length: int, work: Path) -> dict:
            "--steps", str(args.sample_steps)]  # fmt: skip
     for item in args.overrides:
         cli += ["--set", item]
+    if not args.profile:
+        cli.append("--no-profile")
     saved = work / f"backbone_{length}_{n}.pt"
     if mode == "sample":
         cli += ["--save", str(saved)]
@@ -263,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--repeat", type=int, default=3, help="sharded: timed steps")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per launch")
+    parser.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="sharded: no profiled step, no communication share (fast on CPU)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="results JSON (merged)")
     parser.add_argument("--plot", type=Path, help="PNG of the rows")
     parser.add_argument("--work", type=Path, help="folder of the sampled backbones (kept)")
