@@ -8,10 +8,11 @@ step (the body of ``benchmarks/multi_gpu.py``'s sequence-parallel parts).
     python benchmarks/bench_sharded.py train --length 2048 --device cpu     (one process)
 
 **train**: the config's denoiser (default ``train_stage5.config``, stage 3 V2's recipe) on
-:class:`genie.distributed.SequenceShards` of the whole launch, one step of
-:func:`genie.training.objective.denoising_losses` (forward, backward, AdamW; the config's
-autocast) on a synthetic Cα trace of ``--length`` residues (``benchmarks/bench_data.py``), timed
-``--repeat`` times after ``--warmup`` steps, each between device synchronisations and a barrier.
+:class:`genie.distributed.SequenceShards` of the whole launch, one step of the training loss
+(``GenieModule.compute_loss``: the noise loss and, with ``useMHCLoss``, the distance loss;
+forward, backward, AdamW; the config's autocast) on a synthetic Cα trace of ``--length``
+residues (``benchmarks/bench_data.py``), timed ``--repeat`` times after ``--warmup`` steps, each
+between device synchronisations and a barrier.
 Peak memory is ``torch.cuda.max_memory_allocated`` of each process over the timed steps.
 Communication (unless ``--no-profile``): one more step under ``torch.profiler``: the summed device
 time of the NCCL kernels (CUDA), or the summed CPU time of the ``c10d`` collectives and their
@@ -46,10 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_data import make_batch  # noqa: E402
 from benchmarks.bench_measure import is_oom  # noqa: E402
 from genie.config import load_config  # noqa: E402
-from genie.distributed import SequenceShards, sequence_parallel  # noqa: E402
+from genie.distributed import SequenceShards, check_shardable  # noqa: E402
 from genie.distributed.mesh import launched_mesh  # noqa: E402
 from genie.model.build import build_denoiser, build_parametrisation, build_schedule  # noqa: E402
-from genie.training.objective import denoising_losses  # noqa: E402
+from genie.model.layout import using_layout  # noqa: E402
+from genie.training.module import GenieModule  # noqa: E402
 from genie.training.precision import autocast_dtype  # noqa: E402
 
 # CPU events of the collectives under gloo (their issue and their wait)
@@ -73,22 +75,19 @@ def _communication_s(prof: torch.profiler.profile, device: torch.device) -> floa
     return total_us / 1e6
 
 
-def train(args, cfg, model, layout, device) -> dict:
-    schedule = build_schedule(cfg).to(device)
+def train(args, cfg, module: GenieModule, device) -> dict:
     dtype = autocast_dtype(use_mixed_precision=cfg.useMixedPrecision, precision=cfg.precision)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learningRate)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.learningRate)
     batch, _ = make_batch(args.length, 1, args.seed)
     batch = {k: v.to(device) for k, v in batch.items()}
     generator = torch.Generator(device=device)
 
-    def step() -> None:
+    def step() -> None:  # the training step's loss (noise and distance terms), its backward
         optimizer.zero_grad(set_to_none=True)
         generator.manual_seed(args.seed)  # t and ε: the same draws on every process
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            terms = denoising_losses(model, schedule, batch, layout=layout,
-                                     loss_type=cfg.lossType, distance=None,
-                                     generator=generator)  # fmt: skip
-        terms.objective.backward()
+            loss = module.compute_loss(batch, generator=generator)
+        loss.backward()
         optimizer.step()
 
     times = []
@@ -176,21 +175,21 @@ def main(argv: list[str] | None = None) -> int:
     mesh = launched_mesh(sequence_shards=int(os.environ.get("WORLD_SIZE", 1)), device=device)
     group = mesh["sequence"]
     cfg = load_config(args.config, ["useProgressiveTraining=False", "useSequenceParallelism=False",
-                                    "numSequenceShards=1", *args.overrides])  # fmt: skip
+                                    "numSequenceShards=1", *args.overrides,
+                                    "compileModel=off"])  # fmt: skip
     torch.manual_seed(0)  # the same weights on every process
-    model = build_denoiser(cfg, announce=False).to(device)
     row = {"mode": args.mode, "length": args.length, "processes": dist.get_world_size(),
            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
            "backend": dist.get_backend(), "config": args.config, "overrides": args.overrides,
            "torch": torch.__version__, "status": "ok"}  # fmt: skip
     try:
         if args.mode == "train":
-            model.train()
-            layout = SequenceShards(group)
-            with sequence_parallel(model, layout):
-                row.update(train(args, cfg, model, layout, device))
+            module = GenieModule(config=cfg).to(device).train()
+            check_shardable(module.model)
+            with using_layout(module, SequenceShards(group)):
+                row.update(train(args, cfg, module, device))
         else:
-            model.eval()
+            model = build_denoiser(cfg, announce=False).to(device).eval()
             row.update(sample(args, cfg, model, group, device))
     except Exception as error:
         if not is_oom(error):
