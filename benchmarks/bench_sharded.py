@@ -11,8 +11,9 @@ step (the body of ``benchmarks/multi_gpu.py``'s sequence-parallel parts).
 :class:`genie.distributed.SequenceShards` of the whole launch, one step of the training loss
 (``GenieModule.compute_loss``: the noise loss and, with ``useMHCLoss``, the distance loss;
 forward, backward, AdamW; the config's autocast) on a synthetic Cα trace of ``--length``
-residues (``benchmarks/bench_data.py``), timed ``--repeat`` times after ``--warmup`` steps, each
-between device synchronisations and a barrier.
+residues (``benchmarks/bench_data.py``), timed ``--repeat`` times after ``--warmup`` steps by
+``bench_measure.time_steps`` (device synchronised; each step ends with a barrier, so it is the
+slowest process's time).
 Peak memory is ``torch.cuda.max_memory_allocated`` of each process over the timed steps.
 Communication (unless ``--no-profile``): one more step under ``torch.profiler``: the summed device
 time of the NCCL kernels (CUDA), or the summed CPU time of the ``c10d`` collectives and their
@@ -36,7 +37,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -45,7 +45,7 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_data import make_batch  # noqa: E402
-from benchmarks.bench_measure import is_oom  # noqa: E402
+from benchmarks.bench_measure import is_oom, time_steps  # noqa: E402
 from genie.config import load_config  # noqa: E402
 from genie.distributed import SequenceShards, check_shardable  # noqa: E402
 from genie.distributed.mesh import launched_mesh  # noqa: E402
@@ -58,10 +58,21 @@ from genie.training.precision import autocast_dtype  # noqa: E402
 _CPU_COLLECTIVE_MARKS = ("c10d", "gloo", "all_gather", "reduce_scatter", "wait_tensor")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    dist.barrier()
+def _on_every_process(step):
+    """``step`` then a barrier: a timed step ends when the slowest process has finished it."""
+
+    def run() -> None:
+        step()
+        dist.barrier()
+
+    return run
+
+
+def _peaks(peak: float | None) -> list[float | None]:
+    """Every process's peak memory (GiB; None off CUDA), in rank order."""
+    peaks = [None] * dist.get_world_size()
+    dist.all_gather_object(peaks, peak)
+    return peaks
 
 
 def _communication_s(prof: torch.profiler.profile, device: torch.device) -> float:
@@ -90,32 +101,16 @@ def train(args, cfg, module: GenieModule, device) -> dict:
         loss.backward()
         optimizer.step()
 
-    times = []
-    for i in range(args.warmup + args.repeat):
-        if i == args.warmup and device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        _sync(device)
-        start = time.perf_counter()
-        step()
-        _sync(device)
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    peaks = [None] * dist.get_world_size()
-    dist.all_gather_object(peaks, peak)
+    times, peak = time_steps(_on_every_process(step), device, args.warmup, args.repeat)
     row = {"median_step_s": statistics.median(times), "step_times_s": times,
-           "peak_mem_gib_per_process": peaks}  # fmt: skip
+           "peak_mem_gib_per_process": _peaks(peak)}  # fmt: skip
     if args.profile:
         # CUDA: kernels only (few events); CPU: every operator (slow to parse: minutes)
         activity = torch.profiler.ProfilerActivity
         with torch.profiler.profile(
             activities=[activity.CUDA if device.type == "cuda" else activity.CPU]
         ) as prof:
-            _sync(device)
-            start = time.perf_counter()
-            step()
-            _sync(device)
-            profiled_s = time.perf_counter() - start
+            (profiled_s,), _ = time_steps(_on_every_process(step), device, 0, 1)
         comm_s = _communication_s(prof, device)
         row.update(communication_s=comm_s, profiled_step_s=profiled_s,
                    communication_share=comm_s / profiled_s)  # fmt: skip
@@ -134,22 +129,18 @@ def sample(args, cfg, model, group, device) -> dict:
     options = dict(schedule=schedule, parametrisation=build_parametrisation(cfg), sampler=sampler,
                    lengths=[args.length], seeds=[args.seed], device=device)  # fmt: skip
     warm = DDIMSampler(schedule=schedule, stride=cfg.numTimesteps // 2, eta=1.0, temperature=0.6)
+    results = []
+
+    def run(which) -> None:
+        results.append(sample_sharded(model, group=group, **{**options, "sampler": which}))
+
     with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        sample_sharded(model, group=group, **{**options, "sampler": warm})  # kernels, allocator
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        _sync(device)
-        start = time.perf_counter()
-        result = sample_sharded(model, group=group, **options)
-        _sync(device)
-        elapsed = time.perf_counter() - start
+        run(warm)  # kernels, allocator
+        (elapsed,), peak = time_steps(_on_every_process(lambda: run(sampler)), device, 0, 1)
     if dist.get_rank() == 0 and args.save:
-        torch.save(result.coords[0], args.save)
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    peaks = [None] * dist.get_world_size()
-    dist.all_gather_object(peaks, peak)
+        torch.save(results[-1].coords[0], args.save)
     return {"model_calls": calls, "total_s": elapsed, "s_per_step": elapsed / calls,
-            "peak_mem_gib_per_process": peaks}  # fmt: skip
+            "peak_mem_gib_per_process": _peaks(peak)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
