@@ -4,7 +4,9 @@
 # says otherwise, progressive training off. Parts run in the order given; a part that a caller's
 # `timeout` stops keeps the rows it finished (each JSON is written after every row).
 #   bash benchmarks/run_compiled.sh OUT_DIR COMMIT PART [PART ...]
-# PART: tests    the GPU-only tests of the compiled, graph-captured and fused paths (4 at once)
+# PART: tests    the GPU-only tests of the compiled, graph-captured and fused paths (4 at once;
+#                stopped by SIGINT after TESTS_LIMIT seconds, default 400, so that pytest still
+#                prints its failures: keep it below any outer limit)
 #       train    stage 3 V2 and stage 4 training steps at L = 1,024: off, default (then
 #                reduce-overhead)
 #       long     stage 3 V2 training step at L = 16,384: off and default
@@ -31,12 +33,16 @@ s3=configs/train_stage3v2.config s4=configs/train_stage4.config base=configs/tra
 for part in "$@"; do
   case $part in
     tests)
-      python3 -m pytest -v -rsf -p no:cacheprovider -p no:logging -n 4 --timeout 240 \
+      python3 -c "from genie.model.dense.fused_kernels import cuequivariance_unavailable as u
+print('cuequivariance:', u() or 'imports')" 2>&1 | tee "$out/cueq_import.log"
+      # SIGINT at the caller's limit (TESTS_LIMIT seconds): pytest then still prints the failures
+      timeout -s INT "${TESTS_LIMIT:-400}" python3 -m pytest -v -rsf -p no:cacheprovider \
+        -p no:logging -n 4 --timeout 240 --tb=short \
         --durations 10 -k "gpu or cuda or graph_captured" tests/model/test_compiled.py \
         tests/model/structure/test_mhc_compile.py tests/model/structure/test_flash_ipa.py \
         tests/sampling/test_reverse.py tests/model/test_build_kernels.py \
         tests/model/dense/test_fused_kernels_gpu.py 2>&1 \
-        | tee "$out/tests.log" | grep -E "PASS|FAIL|ERROR|SKIP|passed|failed|Timeout" | tail -n 40 ;;
+        | tee "$out/tests.log" | grep -E "FAIL|ERROR|SKIP|passed|failed|Timeout|Error" | tail -n 60 ;;
     train)
       for mode in off default; do
         bench "s3v2_train_$mode" $s3 1024 train --set compileModel=$mode --warmup 3 --repeat 5

@@ -183,15 +183,18 @@ def test_inductor_equals_eager_on_gpu(name, mode):
                                     allow_unused=True)  # fmt: skip
         # copied at once: a CUDA graph's outputs are overwritten by its next replay
         results.append([out.detach().clone()] + [g if g is None else g.clone() for g in grads])
-    assert compiled.failed is None
+    assert compiled.failed is None, f"compilation fell back to eager: {compiled.failed}"
     names = ["output", "input gradient"] + [n for n, _ in model.named_parameters()]
     floor = 1e-3 * torch.stack([g.norm() for g in results[0][2:] if g is not None]).norm()
-    for other in results[1:]:
+    errors = {}  # every tensor over the tolerance, so that one run shows them all
+    for call, other in zip(("first call", "replay"), results[1:], strict=True):
         for label, got, want in zip(names, other, results[0], strict=True):
             if want is not None:
                 scale = want.norm() if label in names[:2] else torch.maximum(want.norm(), floor)
-                error = (got - want).norm() / scale.clamp(min=1e-12)
-                assert error < 1e-4, (label, float(error))
+                error = float((got - want).norm() / scale.clamp(min=1e-12))
+                if not error < 1e-4:
+                    errors[f"{call}: {label}"] = error
+    assert not errors, sorted(errors.items(), key=lambda item: -item[1])[:20]
 
 
 @pytest.mark.gpu
