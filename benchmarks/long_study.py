@@ -2,15 +2,16 @@
 score the samples with genie-eval, each step resumable across calls of a GPU machine.
 
 Usage (from the checkout; WORK, default runs/long_study, is git-ignored and stays on the machine
-between calls; ``--arms`` picks arms, default all, trained and sampled at once, one process per
-arm, arm i on GPU i mod ``--gpus``)::
+between calls; ``--arms`` picks arms, default all, one process per arm, arm i on GPU i mod
+``--gpus``)::
 
     python benchmarks/long_study.py data                       # here, where ../shared/data is
-    python benchmarks/long_study.py train MINUTES [--deadline SECONDS]
-    python benchmarks/long_study.py sample [--deadline SECONDS]
-    python benchmarks/long_study.py eval
-    python benchmarks/long_study.py pack OUT_DIR               # logs, metrics, samples: a .tar.gz
-    python benchmarks/long_study_report.py --work WORK ...     # tables per length, Rg plot
+    python benchmarks/long_study.py --arms A train MINUTES [--deadline SECONDS] [--git-commit C]
+    python benchmarks/long_study.py --arms A sample [--deadline SECONDS]
+    python benchmarks/long_study.py pack OUT_DIR               # logs, samples, training records
+    python benchmarks/long_study.py --arms A eval              # CPU: genie-eval of the sets
+    python benchmarks/long_study.py --arms A record            # into docs/quality/long_study/
+    python benchmarks/long_study_report.py ...                 # tables per length, Rg plot
 
 ``data`` builds ``.bench_data/long_study_ca.npz`` (carry it to the GPU machine): every chain of
 ``../shared/data/pdb/train`` and ``../shared/data/pdb/long`` of at least 40 residues, kept whole
@@ -20,32 +21,40 @@ and the evaluation's reference both read it.
 
 ``train MINUTES``: each arm trains (``train/train_ultralong.py``, ``configs/train_stage3v2.config``
 with :data:`COMMON` and the arm's keys) until it has MINUTES of training time, counted over
-resumes (``maxTrainingMinutes``, stored in its checkpoints), or its ``numEpochs``; a run with a
-``last.ckpt`` resumes it, so calls with growing MINUTES continue one run. Crops follow the
-progressive curriculum 256 → 2,048 residues (4 stages over ``numEpochs``): crops of real chains
-where a chain is long enough, real segments concatenated with marked joins up to the crop length
-otherwise (docs/DATA.md), one segment per sequence cluster per epoch. ``--deadline`` stops the
-lanes (SIGTERM) that many seconds after the start: a lane stopped mid-epoch resumes from its last
-epoch end. Every arm has the same budget of training minutes; arms that share a GPU share its
-time, so state the layout with the figures.
+resumes (``maxTrainingMinutes``, stored in its checkpoints; compilation counts, it happens in the
+first steps), or its ``numEpochs``; a run with a ``last.ckpt`` resumes it, so calls with growing
+MINUTES continue one run exactly (the budget's stop writes ``last.ckpt`` where it stopped).
+Crops follow the progressive curriculum 256 → 2,048 residues (4 stages over ``numEpochs``):
+crops of real chains where a chain is long enough, real segments concatenated with marked joins
+up to the crop length otherwise (docs/DATA.md), one segment per sequence cluster per epoch.
+``--deadline`` stops the lanes (SIGTERM) that many seconds after the start, a safety net only: a
+lane stopped so resumes from its last epoch end. Each call writes ``WORK/training/ARM.json``
+(steps, epochs and minutes reached, budget, commit, device, date).
+
+The budget is the same for every arm and an arm has the GPU to itself: on a machine of one GPU
+the arms train one per device session (a session's device time holds one arm's training and
+sampling, and nothing but committed files reaches the next session), so ``record`` commits
+each arm's evaluations and training record, and the report reads them from there.
 
 ``sample``: every sample set of every arm (:data:`ARMS`: the arm's checkpoint with one sampler
-each) at ``--lengths`` (default 128, 256, 512, 1,024, 2,048) × ``--per-length`` (default 8)
-backbones, seeds from (0, L, i) in every set; files already written are kept, so a call stopped
-by ``--deadline`` is continued by the next. ``eval``: ``python -m genie.eval`` of every set against
-the dataset's real chains with one bucket per length. Extra keys for every arm: ``--set KEY=VALUE``
-(training) and ``--sample-set KEY=VALUE`` (sampling); later values win.
+each, 100 model calls, eager) at ``--lengths`` (default 128, 256, 512, 1,024, 2,048) ×
+``--per-length`` (default 8) backbones, seeds from (0, L, i) in every set; files already written
+are kept, so a call stopped by ``--deadline`` is continued by the next. ``eval``: ``python -m
+genie.eval`` of every set against the dataset's real chains with one bucket per length.
+``record [DEST]``: the arms' ``training/ARM.json`` and ``eval/SET/metrics.json`` into DEST
+(default ``docs/quality/long_study``). Extra keys for every arm: ``--set KEY=VALUE`` (training)
+and ``--sample-set KEY=VALUE`` (sampling); later values win.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
+import datetime
+import json
+import shutil
 import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,11 +64,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.lanes import run_lanes  # noqa: E402
 from genie.utils.cli import run_command  # noqa: E402
 from genie.utils.errors import UserInputError  # noqa: E402
 
 DATA = Path(".bench_data/long_study_ca.npz")
 SOURCES = ("../shared/data/pdb/train", "../shared/data/pdb/long")
+RESULTS = Path("docs/quality/long_study")
 TRAIN_CONFIG = "configs/train_stage3v2.config"
 SAMPLE_CONFIG = "configs/sample_stage3v2.config"
 LENGTHS = (128, 256, 512, 1024, 2048)
@@ -68,12 +79,16 @@ LENGTHS = (128, 256, 512, 1024, 2048)
 COMMON = (
     "sampleByCluster=True", "concatenateChains=True", "maximumNumResidues=2048",
     "useProgressiveTraining=True", "progressiveStartLength=256", "progressiveEndLength=2048",
-    "progressiveNumStages=4", "numEpochs=16", "batchSize=2", "learningRate=3e-4",
+    "progressiveNumStages=4", "numEpochs=20", "batchSize=2", "learningRate=3e-4",
     "warmupEpochs=0.5", "validationSize=16", "numWorkers=4", "logSamplesEveryEpochs=0",
 )  # fmt: skip
-DDPM_SHIPPED = ("samplingStrategy=ddpm", "temperature=0.6")  # sample_stage3v2.config
-DDPM = ("samplingStrategy=ddpm", "temperature=1.0", "recentre=True")
-RENOISE = ("samplingStrategy=renoise", "skipSteps=2", "temperature=1.0", "recentre=True")
+# Samplers: 100 model calls each (stride 10 over the 1,000 timesteps), so that every set of an
+# arm fits its session; DDIM with η = 1 is DDPM's ancestral sampler on the coarser grid
+# (docs/QUALITY.md: at stride 2 it reproduced DDPM's figures).
+DDIM_SHIPPED = ("samplingStrategy=ddim", "skipSteps=10", "ddimEta=1.0", "temperature=0.6")
+DDIM = ("samplingStrategy=ddim", "skipSteps=10", "ddimEta=1.0", "temperature=1.0", "recentre=True")
+RENOISE = ("samplingStrategy=renoise", "skipSteps=10", "temperature=1.0", "recentre=True")
+SAMPLE_COMMON = ("compileModel=off",)  # eager: five lengths would capture five sets of graphs
 
 
 @dataclass(frozen=True)
@@ -86,21 +101,21 @@ class Arm:
 
 
 ARMS = {
-    "today": Arm((), {"ddpm": DDPM_SHIPPED, "ddpm_t1": DDPM},
+    "today": Arm((), {"ddim_g06": DDIM_SHIPPED, "ddim": DDIM},
                  "train_stage3v2.config as shipped: unit noise, ε, no self-conditioning, no "
                  "random edges"),
-    "length": Arm(("noiseScale=length",), {"ddpm_t1": DDPM},
+    "length": Arm(("noiseScale=length",), {"ddim": DDIM},
                   "length-aware noise σ (the chain's Cα standard deviation; σ(L) at sampling)"),
-    "selfcond": Arm(("selfConditioning=True",), {"ddpm_t1": DDPM},
+    "selfcond": Arm(("selfConditioning=True",), {"ddim": DDIM},
                     "self-conditioning on the previous x̂0 (unit noise)"),
-    "random": Arm(("randomNeighbors=16",), {"ddpm_t1": DDPM},
+    "random": Arm(("randomNeighbors=16",), {"ddim": DDIM},
                   "16 random long-range neighbours, p ∝ d⁻³, beside the 32 of the hybrid graph"),
     "length_x0": Arm(("noiseScale=length", "predictionTarget=x0"),
-                     {"renoise": RENOISE, "ddpm_t1": DDPM},
+                     {"renoise": RENOISE, "ddim": DDIM},
                      "length-aware noise, x0 prediction, re-noising sampler"),
     "combined": Arm(("noiseScale=length", "predictionTarget=x0", "selfConditioning=True",
                      "selfConditionGraph=True", "randomNeighbors=16"),
-                    {"renoise": RENOISE, "ddpm_t1": DDPM},
+                    {"renoise": RENOISE, "ddim": DDIM},
                     "all of them, the graph searched on the self-conditioned x̂0"),
 }  # fmt: skip
 
@@ -114,69 +129,43 @@ def last_checkpoint(work: Path, arm: str) -> Path:
     return work / "runs" / arm / "version_0" / "checkpoints" / "last.ckpt"
 
 
-def progress(path: Path) -> str:
-    """Steps, epoch and training minutes stored in a checkpoint."""
+def checkpoint_progress(path: Path) -> dict | None:
+    """Optimiser steps, epoch and training minutes stored in a checkpoint (None: none)."""
     if not path.is_file():
-        return "no checkpoint"
+        return None
     stored = torch.load(path, map_location="cpu", weights_only=True)
     timer = (stored.get("callbacks") or {}).get("Timer", {}).get("time_elapsed", {})
-    minutes = timer.get("train", 0.0) / 60
-    return (f"step {stored.get('global_step')}, epoch {stored.get('epoch')}, "
-            f"{minutes:.1f} training minutes")  # fmt: skip
+    return {"steps": stored.get("global_step"), "epoch": stored.get("epoch"),
+            "minutes": round(timer.get("train", 0.0) / 60, 2)}  # fmt: skip
 
 
-def run_lanes(lanes: dict[str, list[list[str]]], *, log_dir: Path, step: str, gpus: int,
-              deadline: float | None) -> dict[str, int]:  # fmt: skip
-    """Run each lane's commands in order, the lanes at once (lane i on GPU i mod ``gpus``);
-    stop every lane still running ``deadline`` seconds from now. Returns each lane's exit
-    status (the first non-zero one; −15 for stopped)."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    end = None if deadline is None else time.monotonic() + deadline
-    pending = {name: list(commands) for name, commands in lanes.items()}
-    running: dict[str, subprocess.Popen] = {}
-    status = dict.fromkeys(lanes, 0)
-    logs = {name: open(log_dir / f"{step}_{name}.log", "a") for name in lanes}  # noqa: SIM115
-    env_of = {}
-    for i, name in enumerate(lanes):
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        if gpus > 0:
-            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
-        env_of[name] = env
-    try:
-        while pending or running:
-            for name in list(pending):
-                if name not in running:
-                    if not pending[name]:
-                        del pending[name]
-                        continue
-                    command = pending[name].pop(0)
-                    print(f"[{step} {name}] {' '.join(command)}", file=logs[name], flush=True)
-                    running[name] = subprocess.Popen(command, cwd=REPO, env=env_of[name],
-                                                     stdout=logs[name], stderr=subprocess.STDOUT,
-                                                     start_new_session=True)  # fmt: skip
-            for name, process in list(running.items()):
-                code = process.poll()
-                if code is not None:
-                    del running[name]
-                    if code and not status[name]:
-                        status[name] = code
-                        pending.pop(name, None)  # a failed lane runs nothing more
-            if end is not None and time.monotonic() > end and running:
-                for name, process in running.items():
-                    os.killpg(process.pid, signal.SIGTERM)
-                    status[name] = status[name] or -15
-                    pending.pop(name, None)
-                for process in running.values():
-                    try:
-                        process.wait(timeout=60)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(process.pid, signal.SIGKILL)
-                running.clear()
-            time.sleep(0.5)
-    finally:
-        for log in logs.values():
-            log.close()
-    return status
+def describe(record: dict | None) -> str:
+    """One line of a training record's progress."""
+    if not record:
+        return "no checkpoint"
+    return (f"step {record['steps']}, epoch {record['epoch']}, "
+            f"{record['minutes']:.1f} training minutes")  # fmt: skip
+
+
+def progress(path: Path) -> str:
+    """Steps, epoch and training minutes stored in a checkpoint, as one line."""
+    return describe(checkpoint_progress(path))
+
+
+def write_training_record(args: argparse.Namespace, arm: str, status: int) -> dict:
+    """``WORK/training/ARM.json``: where the arm's training stands and what ran it."""
+    record = {
+        "arm": arm, "what": ARMS[arm].what, "train_keys": [*COMMON, *ARMS[arm].train, *args.set],
+        "budget_minutes": args.minutes, "progress": checkpoint_progress(
+            last_checkpoint(args.work, arm)), "exit": status, "git_commit": args.git_commit,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }  # fmt: skip
+    path = args.work / "training" / f"{arm}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+    return record
 
 
 def data_step(args: argparse.Namespace) -> None:
@@ -202,7 +191,8 @@ def train_step(args: argparse.Namespace) -> dict[str, int]:
     status = run_lanes(lanes, log_dir=args.work / "logs", step="train", gpus=args.gpus,
                        deadline=args.deadline)  # fmt: skip
     for arm in args.arms:
-        print(f"train {arm}: exit {status[arm]}, {progress(last_checkpoint(args.work, arm))}")
+        record = write_training_record(args, arm, status[arm])
+        print(f"train {arm}: exit {status[arm]}, {describe(record['progress'])}")
     return status
 
 
@@ -224,7 +214,7 @@ def sample_step(args: argparse.Namespace) -> dict[str, int]:
         every = [f"checkpoint={last}", f"name={name}",
                  f"outputDirectory={args.work / 'samples' / name}", f"sampleLengths={lengths}",
                  f"samplesPerLength={args.per_length}", f"batchSize={args.per_length}",
-                 "saveFragments=False", *keys, *args.sample_set]  # fmt: skip
+                 "saveFragments=False", *SAMPLE_COMMON, *keys, *args.sample_set]  # fmt: skip
         command = [sys.executable, "sample/sample_long.py", "--config", SAMPLE_CONFIG,
                    *sets(every)]  # fmt: skip
         lanes.setdefault(arm, []).append(command)
@@ -259,17 +249,52 @@ def eval_step(args: argparse.Namespace) -> dict[str, int]:
 
 
 def pack_step(args: argparse.Namespace) -> None:
-    """WORK's logs, evaluations and samples (no checkpoints) as OUT_DIR/long_study.tar.gz."""
+    """WORK's logs, training records, evaluations and samples (no checkpoints) as
+    OUT_DIR/long_study.tar.gz."""
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / "long_study.tar.gz"
     with tarfile.open(target, "w:gz") as tar:
-        for part in ("logs", "eval", "samples"):
+        for part in ("logs", "training", "eval", "samples"):
             if (args.work / part).exists():
                 tar.add(args.work / part, arcname=part)
         for arm in ARMS:  # TensorBoard event files of every run
             for events in (args.work / "runs" / arm).glob("version_*/events.out.tfevents.*"):
                 tar.add(events, arcname=str(events.relative_to(args.work)))
     print(target)
+
+
+def record_step(args: argparse.Namespace) -> None:
+    """The arms' training records and evaluations into DEST, the study's committed results."""
+    dest = args.dest if args.dest.is_absolute() else REPO / args.dest
+    copied = 0
+    for arm in args.arms:
+        record = args.work / "training" / f"{arm}.json"
+        sets = [name for a, name, _ in sample_sets([arm])
+                if (args.work / "eval" / name / "metrics.json").is_file()]  # fmt: skip
+        if not record.is_file() or not sets:
+            why = "no evaluation" if record.is_file() else "no training record"
+            print(f"record {arm}: skipped ({why})")
+            continue
+        (dest / "training").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(record, dest / "training" / f"{arm}.json")
+        for name in sets:
+            (dest / "eval" / name).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(args.work / "eval" / name / "metrics.json",
+                            dest / "eval" / name / "metrics.json")  # fmt: skip
+        copied += 1
+        print(f"record {arm}: training record and {', '.join(sets)} into {dest}")
+    if not copied:
+        raise UserInputError(f"record: nothing to record for {', '.join(args.arms)} in {args.work}")
+
+
+def default_commit() -> str:
+    """This checkout's commit (short hash), or "unknown" where git cannot say."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                              capture_output=True, text=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -289,11 +314,14 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     train = steps.add_parser("train")
     train.add_argument("minutes", type=float)
     train.add_argument("--deadline", type=float)
+    train.add_argument("--git-commit", help="recorded in training/ARM.json (default: git's)")
     sample = steps.add_parser("sample")
     sample.add_argument("--deadline", type=float)
     steps.add_parser("eval")
     pack = steps.add_parser("pack")
     pack.add_argument("out", type=Path)
+    record = steps.add_parser("record")
+    record.add_argument("dest", type=Path, nargs="?", default=RESULTS)
     args = parser.parse_args(argv)
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = sorted(set(args.arms) - set(ARMS))
@@ -307,7 +335,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         ) from None
     if args.step == "train" and not args.minutes > 0:
         raise UserInputError(f"train MINUTES must be > 0, got {args.minutes}")
-    if args.data != "bundled" and args.step != "data" and not Path(REPO, args.data).is_file():
+    if args.step == "train" and not args.git_commit:
+        args.git_commit = default_commit()
+    needs_data = args.step in ("train", "eval") and args.reference is None
+    if args.data != "bundled" and needs_data and not Path(REPO, args.data).is_file():
         raise UserInputError(f"--data {args.data} not found: run 'python {__file__} data' first")
     return args
 
@@ -316,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     args.work = args.work if args.work.is_absolute() else REPO / args.work
     step = {"data": data_step, "train": train_step, "sample": sample_step, "eval": eval_step,
-            "pack": pack_step}[args.step]  # fmt: skip
+            "pack": pack_step, "record": record_step}[args.step]  # fmt: skip
     status = step(args) or {}
     failed = {k: v for k, v in status.items() if v not in (0, -15)}
     return 1 if failed else 0

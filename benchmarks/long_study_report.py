@@ -3,12 +3,14 @@ docs/QUALITY.md.
 
 Usage::
 
-    python benchmarks/long_study_report.py [--work runs/long_study] [--json FILE.json] \
+    python benchmarks/long_study_report.py [--work docs/quality/long_study] [--json FILE.json] \
         [--plot FILE.png]
 
 Reads ``WORK/eval/SET/metrics.json`` of every sample set (genie-eval with one bucket per length)
-and the arms' ``last.ckpt`` (optimiser steps, epochs, training minutes). Prints one markdown table
-of the training runs and one per length (a row per sample set, then the reference), and writes
+and the arms' ``WORK/training/ARM.json`` (optimiser steps, epochs, training minutes, commit,
+device, date: written by ``long_study.py train``, committed by ``long_study.py record``; WORK may
+be the committed results or a run's folder). Prints one markdown table of the training runs and
+one per length (a row per sample set, then the reference), and writes
 the rows as JSON and a log-log plot of Rg against L: every set's mean ± sd per length, the
 reference's chains and the real-chain fit Rg = √3 σ(L) (``LENGTH_FIT`` of
 :mod:`genie.diffusion.noise_scale`, whole chains up to 2,128 residues). ``Rg / fit`` is the
@@ -29,7 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.long_study import ARMS, last_checkpoint, progress  # noqa: E402
+from benchmarks.long_study import ARMS, RESULTS, describe  # noqa: E402
 from benchmarks.quality_report import sample_figures  # noqa: E402
 from genie.diffusion.noise_scale import LENGTH_FIT  # noqa: E402
 from genie.utils.cli import run_command  # noqa: E402
@@ -139,9 +141,15 @@ def plot(points: dict[str, list[tuple[int, float]]], path: Path) -> None:
     plt.close(fig)
 
 
+def training_records(work: Path) -> list[dict[str, Any]]:
+    """The arms' training records in arm order (``WORK/training/ARM.json``)."""
+    paths = [work / "training" / f"{arm}.json" for arm in ARMS]
+    return [json.loads(path.read_text()) for path in paths if path.is_file()]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=Path("runs/long_study"))
+    parser.add_argument("--work", type=Path, default=RESULTS)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args(argv)
@@ -150,11 +158,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             ensure_writable_file(path, what=option)
     work = args.work if args.work.is_absolute() else REPO / args.work
     per_length, reference, points = collect(work)
-    training = [{"arm": arm, "what": spec.what, "progress": progress(last_checkpoint(work, arm))}
-                for arm, spec in ARMS.items() if last_checkpoint(work, arm).is_file()]  # fmt: skip
-    print("| arm | what it changes | training |\n|---|---|---|")
+    training = training_records(work)
+    print("| arm | what it changes | training | commit, device, date |\n|---|---|---|---|")
     for t in training:
-        print(f"| {t['arm']} | {t['what']} | {t['progress']} |")
+        print(
+            f"| {t['arm']} | {t['what']} | {describe(t['progress'])} of "
+            f"{t['budget_minutes']:g} | {t['git_commit']}, {t['device']}, {t['date'][:10]} |"
+        )
     for length in sorted(per_length):
         print(f"\n### L = {length:,}\n")
         print(table([*per_length[length], reference]))

@@ -1,5 +1,6 @@
 """The long-chain study driver (benchmarks/long_study.py) end to end on CPU with a tiny budget on
-the bundled chains: train an arm with every option on, sample its sets, resume, evaluate, report."""
+the bundled chains: train an arm with every option on, sample its sets, resume, evaluate, record
+the results, report from them."""
 
 from __future__ import annotations
 
@@ -41,13 +42,18 @@ def test_the_study_trains_samples_evaluates_and_reports(tmp_path):
     assert config["randomNeighbors"] == 16 and config["concatenateChains"]
     assert config["useProgressiveTraining"] and config["maxTrainingMinutes"] == 5
     assert "train combined: exit 0, step" in done.stdout
+    record = json.loads((work / "training" / "combined.json").read_text())
+    assert record["budget_minutes"] == 5 and record["exit"] == 0 and record["git_commit"]
+    assert record["progress"]["steps"] >= 1 and "randomNeighbors=16" in record["train_keys"]
 
-    sampled = study(work, "--sample-set", "device=cpu", "sample")
+    # the study's stride 10 needs 1,000 timesteps; the tiny model has 10
+    cpu = ["--sample-set", "device=cpu", "--sample-set", "skipSteps=2"]
+    sampled = study(work, *cpu, "sample")
     assert sampled.returncode == 0, sampled.stdout + sampled.stderr
-    for name in ("combined_renoise", "combined_ddpm_t1"):
+    for name in ("combined_renoise", "combined_ddim"):
         assert f"sample {name}: exit 0, 4 of 4 backbones written" in sampled.stdout
         assert len(list((work / "samples" / name).glob("*_L1[26]_000[01].pdb"))) == 4
-    again = study(work, "--sample-set", "device=cpu", "sample")  # resumes: nothing left to do
+    again = study(work, *cpu, "sample")  # resumes: nothing left to do
     assert (
         again.returncode == 0
         and "4 samples planned, 4 already written"
@@ -59,18 +65,26 @@ def test_the_study_trains_samples_evaluates_and_reports(tmp_path):
     metrics = json.loads((work / "eval" / "combined_renoise" / "metrics.json").read_text())
     assert [b["label"] for b in metrics["buckets"]] == ["1-12", "13-16"]
 
+    results = tmp_path / "results"  # what a session commits
+    recorded = study(work, "record", str(results))
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    assert sorted(p.relative_to(results).as_posix() for p in results.rglob("*.json")) == [
+        "eval/combined_ddim/metrics.json", "eval/combined_renoise/metrics.json",
+        "training/combined.json"]  # fmt: skip
+
     out = tmp_path / "report.json"
     report = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "long_study_report.py"), "--work", str(work),
+        [sys.executable, str(REPO / "benchmarks" / "long_study_report.py"), "--work", str(results),
          "--json", str(out), "--plot", str(tmp_path / "rg.png")],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert report.returncode == 0, report.stdout + report.stderr
     rows = json.loads(out.read_text())
     assert sorted(rows["lengths"]) == ["12", "16"]
-    assert [r["set"] for r in rows["lengths"]["16"]] == ["combined_renoise", "combined_ddpm_t1"]
+    assert [r["set"] for r in rows["lengths"]["16"]] == ["combined_renoise", "combined_ddim"]
+    assert rows["training"][0]["progress"] == record["progress"]
     assert rows["lengths"]["16"][0]["rg_over_fit"] > 0 and (tmp_path / "rg.png").stat().st_size
-    assert "### L = 16" in report.stdout
+    assert "### L = 16" in report.stdout and "| combined |" in report.stdout
 
 
 def test_unknown_arm_is_a_one_line_error(tmp_path):
