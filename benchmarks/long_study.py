@@ -79,7 +79,7 @@ LENGTHS = (128, 256, 512, 1024, 2048)
 COMMON = (
     "sampleByCluster=True", "concatenateChains=True", "maximumNumResidues=2048",
     "useProgressiveTraining=True", "progressiveStartLength=256", "progressiveEndLength=2048",
-    "progressiveNumStages=4", "numEpochs=20", "batchSize=2", "learningRate=3e-4",
+    "progressiveNumStages=4", "numEpochs=16", "batchSize=2", "learningRate=3e-4",
     "warmupEpochs=0.5", "validationSize=16", "numWorkers=4", "logSamplesEveryEpochs=0",
 )  # fmt: skip
 # Samplers: 100 model calls each (stride 10 over the 1,000 timesteps), so that every set of an
