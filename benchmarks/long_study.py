@@ -134,9 +134,9 @@ def checkpoint_progress(path: Path) -> dict | None:
     if not path.is_file():
         return None
     stored = torch.load(path, map_location="cpu", weights_only=True)
-    timer = (stored.get("callbacks") or {}).get("Timer", {}).get("time_elapsed", {})
+    budget = (stored.get("callbacks") or {}).get("TimeBudget", {})  # genie.training.time_budget
     return {"steps": stored.get("global_step"), "epoch": stored.get("epoch"),
-            "minutes": round(timer.get("train", 0.0) / 60, 2)}  # fmt: skip
+            "minutes": round(budget.get("elapsed_seconds", 0.0) / 60, 4)}  # fmt: skip
 
 
 def describe(record: dict | None) -> str:
@@ -145,11 +145,6 @@ def describe(record: dict | None) -> str:
         return "no checkpoint"
     return (f"step {record['steps']}, epoch {record['epoch']}, "
             f"{record['minutes']:.1f} training minutes")  # fmt: skip
-
-
-def progress(path: Path) -> str:
-    """Steps, epoch and training minutes stored in a checkpoint, as one line."""
-    return describe(checkpoint_progress(path))
 
 
 def write_training_record(args: argparse.Namespace, arm: str, status: int) -> dict:

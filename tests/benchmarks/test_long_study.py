@@ -45,6 +45,7 @@ def test_the_study_trains_samples_evaluates_and_reports(tmp_path):
     record = json.loads((work / "training" / "combined.json").read_text())
     assert record["budget_minutes"] == 5 and record["exit"] == 0 and record["git_commit"]
     assert record["progress"]["steps"] >= 1 and "randomNeighbors=16" in record["train_keys"]
+    assert 0 < record["progress"]["minutes"] <= 5 + 1  # the budget stops it within a batch
 
     # the study's stride 10 needs 1,000 timesteps; the tiny model has 10
     cpu = ["--sample-set", "device=cpu", "--sample-set", "skipSteps=2"]
