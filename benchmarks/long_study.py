@@ -264,7 +264,7 @@ def record_step(args: argparse.Namespace) -> None:
     copied = 0
     for arm in args.arms:
         record = args.work / "training" / f"{arm}.json"
-        sets = [name for a, name, _ in sample_sets([arm])
+        sets = [name for _, name, _ in sample_sets([arm])
                 if (args.work / "eval" / name / "metrics.json").is_file()]  # fmt: skip
         if not record.is_file() or not sets:
             why = "no evaluation" if record.is_file() else "no training record"
@@ -332,7 +332,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         raise UserInputError(f"train MINUTES must be > 0, got {args.minutes}")
     if args.step == "train" and not args.git_commit:
         args.git_commit = default_commit()
-    needs_data = args.step in ("train", "eval") and args.reference is None
+    needs_data = args.step == "train" or (args.step == "eval" and args.reference is None)
     if args.data != "bundled" and needs_data and not Path(REPO, args.data).is_file():
         raise UserInputError(f"--data {args.data} not found: run 'python {__file__} data' first")
     return args
