@@ -58,9 +58,13 @@ class GenieModule(SequenceParallel, pl.LightningModule):
         self._compile_resolved = False
 
     def denoise(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """``self.model(*args, **kwargs)``, through ``torch.compile`` when ``compileModel``
-        asks for it on this device (decided at the first call, when the device is known; the
-        weights stay those of ``self.model``)."""
+        """``self.model(*args, **kwargs)``, through ``torch.compile`` in training steps when
+        ``compileModel`` asks for it on this device (decided at the first call, when the device
+        is known; the weights stay those of ``self.model``).
+
+        Validation (``self.training`` False) runs eagerly: its few chains of varied lengths,
+        without gradients, would compile a second set of graphs (on an H200, stage 3 V2, the
+        first validation pass of each process took 50-150 s compiled, later ones seconds)."""
         if not self._compile_resolved:
             # on sequence shards (collectives inside the graph) compiled only when asked for
             auto = "default" if self.sequence_layout.num_shards == 1 else "off"
@@ -69,7 +73,7 @@ class GenieModule(SequenceParallel, pl.LightningModule):
                 self._compiled = CompiledDenoiser(self.model, mode=mode)
                 log.info("training steps run the model through torch.compile (mode %s)", mode)
             self._compile_resolved = True
-        if self._compiled is not None:
+        if self._compiled is not None and self.training:
             return self._compiled(*args, **kwargs)
         return self.model(*args, **kwargs)
 
