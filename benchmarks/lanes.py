@@ -12,11 +12,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+GRACE_SECONDS = 40  # from a deadline's SIGINT (a handled stop) to SIGTERM
+
+
 def run_lanes(lanes: dict[str, list[list[str]]], *, log_dir: Path, step: str, gpus: int,
               deadline: float | None) -> dict[str, int]:  # fmt: skip
     """Run each lane's commands in order, the lanes at once (lane i on GPU i mod ``gpus``);
-    stop every lane still running ``deadline`` seconds from now. Returns each lane's exit
-    status (the first non-zero one; −15 for stopped)."""
+    stop every lane still running ``deadline`` seconds from now: SIGINT to its command (training
+    then stops after the current batch and writes ``last.ckpt``, genie.training.last_checkpoint),
+    SIGTERM to its process group :data:`GRACE_SECONDS` later, SIGKILL a minute after that.
+    Returns each lane's exit status (the first non-zero one; −15 for stopped)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     end = None if deadline is None else time.monotonic() + deadline
     pending = {name: list(commands) for name, commands in lanes.items()}
@@ -50,17 +55,25 @@ def run_lanes(lanes: dict[str, list[list[str]]], *, log_dir: Path, step: str, gp
                         pending.pop(name, None)  # a failed lane runs nothing more
             if end is not None and time.monotonic() > end and running:
                 for name, process in running.items():
-                    os.killpg(process.pid, signal.SIGTERM)
+                    process.send_signal(signal.SIGINT)  # the command itself, not its workers
                     status[name] = status[name] or -15
                     pending.pop(name, None)
                 for process in running.values():
-                    try:
-                        process.wait(timeout=60)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(process.pid, signal.SIGKILL)
+                    _stop(process)
                 running.clear()
             time.sleep(0.5)
     finally:
         for log in logs.values():
             log.close()
     return status
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Wait for a process sent SIGINT; then SIGTERM its group, then SIGKILL it."""
+    for sent, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 60)):
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, sent)
+    process.wait()

@@ -8,7 +8,8 @@ between calls; ``--arms`` picks arms, default all, one process per arm, arm i on
     python benchmarks/long_study.py data                       # here, where ../shared/data is
     python benchmarks/long_study.py --arms A train MINUTES [--deadline SECONDS] [--git-commit C]
     python benchmarks/long_study.py --arms A sample [--deadline SECONDS]
-    python benchmarks/long_study.py pack OUT_DIR               # logs, samples, training records
+    python benchmarks/long_study.py --arms A pack OUT_DIR      # results and checkpoints back
+    python benchmarks/long_study.py unpack DIR                 # here: what pack sent back
     python benchmarks/long_study.py --arms A eval              # CPU: genie-eval of the sets
     python benchmarks/long_study.py --arms A record            # into docs/quality/long_study/
     python benchmarks/long_study_report.py ...                 # tables per length, Rg plot
@@ -27,20 +28,30 @@ MINUTES continue one run exactly (the budget's stop writes ``last.ckpt`` where i
 Crops follow the progressive curriculum 256 → 2,048 residues (4 stages over ``numEpochs``):
 crops of real chains where a chain is long enough, real segments concatenated with marked joins
 up to the crop length otherwise (docs/DATA.md), one segment per sequence cluster per epoch.
-``--deadline`` stops the lanes (SIGTERM) that many seconds after the start, a safety net only: a
-lane stopped so resumes from its last epoch end. Each call writes ``WORK/training/ARM.json``
-(steps, epochs and minutes reached, budget, commit, device, date).
+``--deadline SECONDS`` fits a call into a machine's time limit: the run's budget for this call is
+at most the training minutes it already has plus ``SECONDS`` less :data:`START_SECONDS` (process
+start, data, model, the budget's last batch and checkpoint), so the budget, not a kill, ends the
+call and ``last.ckpt`` holds where it stopped; a lane still running at ``SECONDS`` gets SIGINT
+(training stops after that batch and writes ``last.ckpt``), SIGTERM 40 s later
+(:func:`benchmarks.lanes.run_lanes`). Each call writes
+``WORK/training/ARM.json`` (steps, epochs and minutes reached, budget, commit, device, date).
 
 The budget is the same for every arm and an arm has the GPU to itself: on a machine of one GPU
-the arms train one per device session (a session's device time holds one arm's training and
-sampling, and nothing but committed files reaches the next session), so ``record`` commits
-each arm's evaluations and training record, and the report reads them from there.
+the arms train one after another, each over several calls (``pack`` and ``unpack`` carry its
+checkpoint from one call, or session, to the next; docs/QUALITY.md "Study protocol"), and
+``record`` commits each arm's evaluations and training record, from which the report reads.
 
 ``sample``: every sample set of every arm (:data:`ARMS`: the arm's checkpoint with one sampler
 each, 100 model calls, eager) at ``--lengths`` (default 128, 256, 512, 1,024, 2,048) ×
 ``--per-length`` (default 8) backbones, seeds from (0, L, i) in every set; files already written
 are kept, so a call stopped by ``--deadline`` is continued by the next. ``eval``: ``python -m
 genie.eval`` of every set against the dataset's real chains with one bucket per length.
+``pack OUT_DIR``: WORK's logs, training records, samples and TensorBoard events as
+``OUT_DIR/long_study.tar.gz``, and each arm's ``last.ckpt`` in parts of 15 MiB
+(:mod:`benchmarks.transfer`), listed with their checksums in ``OUT_DIR/pack.json``: what one call
+of a GPU machine can send back (8 files of 16 MiB), so that the next call, on a fresh machine,
+carries the checkpoint in and continues. ``unpack DIR`` (here) puts them back into WORK (the
+logs under ``logs/PACK_DATE/``), checking every checkpoint's size and SHA-256.
 ``record [DEST]``: the arms' ``training/ARM.json`` and ``eval/SET/metrics.json`` into DEST
 (default ``docs/quality/long_study``). Extra keys for every arm: ``--set KEY=VALUE`` (training)
 and ``--sample-set KEY=VALUE`` (sampling); later values win.
@@ -65,6 +76,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.lanes import run_lanes  # noqa: E402
+from benchmarks.transfer import join_parts, split_file  # noqa: E402
 from genie.utils.cli import run_command  # noqa: E402
 from genie.utils.errors import UserInputError  # noqa: E402
 
@@ -74,6 +86,8 @@ RESULTS = Path("docs/quality/long_study")
 TRAIN_CONFIG = "configs/train_stage3v2.config"
 SAMPLE_CONFIG = "configs/sample_stage3v2.config"
 LENGTHS = (128, 256, 512, 1024, 2048)
+START_SECONDS = 120  # of a --deadline not given to training (start, set-up, last checkpoint)
+RETURNED_FILES = 8  # files one call of the GPU machine sends back
 
 # Keys of every arm: today's long-chain recipe (train_stage3v2.config) on the study's data.
 COMMON = (
@@ -83,7 +97,7 @@ COMMON = (
     "warmupEpochs=0.5", "validationSize=16", "numWorkers=4", "logSamplesEveryEpochs=0",
 )  # fmt: skip
 # Samplers: 100 model calls each (stride 10 over the 1,000 timesteps), so that every set of an
-# arm fits its session; DDIM with η = 1 is DDPM's ancestral sampler on the coarser grid
+# arm fits one call; DDIM with η = 1 is DDPM's ancestral sampler on the coarser grid
 # (docs/QUALITY.md: at stride 2 it reproduced DDPM's figures).
 DDIM_SHIPPED = ("samplingStrategy=ddim", "skipSteps=10", "ddimEta=1.0", "temperature=0.6")
 DDIM = ("samplingStrategy=ddim", "skipSteps=10", "ddimEta=1.0", "temperature=1.0", "recentre=True")
@@ -170,22 +184,38 @@ def data_step(args: argparse.Namespace) -> None:
     subprocess.run(command, cwd=REPO, check=True)
 
 
+def call_minutes(budget: float, done: float, deadline: float | None) -> float:
+    """This call's ``maxTrainingMinutes``: the arm's ``budget``, or less where ``deadline``
+    seconds (less :data:`START_SECONDS`) after the ``done`` minutes come first."""
+    if deadline is None:
+        return budget
+    return min(budget, done + max(deadline - START_SECONDS, 0) / 60)
+
+
 def train_step(args: argparse.Namespace) -> dict[str, int]:
     lanes = {}
     for arm in args.arms:
+        last = last_checkpoint(args.work, arm)
+        done = (checkpoint_progress(last) or {}).get("minutes", 0.0)
+        minutes = call_minutes(args.minutes, done, args.deadline)
+        if minutes <= done:
+            why = "budget spent" if done >= args.minutes else "--deadline leaves no time"
+            print(f"train {arm}: nothing to do ({why}; {done:.1f} of {args.minutes:g} minutes)")
+            continue
         keys = [*COMMON, f"dataDirectory={args.data}", *ARMS[arm].train, *args.set,
                 f"name={arm}", f"logDirectory={args.work / 'runs'}",
                 f"cacheDirectory={args.work / 'cache'}",
-                f"maxTrainingMinutes={args.minutes}"]  # fmt: skip
+                f"maxTrainingMinutes={minutes:.4f}"]  # fmt: skip
         command = [sys.executable, "train/train_ultralong.py", "--config", TRAIN_CONFIG,
                    *sets(keys)]  # fmt: skip
-        last = last_checkpoint(args.work, arm)
         if last.is_file():
             command += ["--resume", str(last)]
+        print(f"train {arm}: from {done:.1f} to {minutes:.1f} training minutes "
+              f"(budget {args.minutes:g})")  # fmt: skip
         lanes[arm] = [command]
     status = run_lanes(lanes, log_dir=args.work / "logs", step="train", gpus=args.gpus,
                        deadline=args.deadline)  # fmt: skip
-    for arm in args.arms:
+    for arm in lanes:
         record = write_training_record(args, arm, status[arm])
         print(f"train {arm}: exit {status[arm]}, {describe(record['progress'])}")
     return status
@@ -244,8 +274,8 @@ def eval_step(args: argparse.Namespace) -> dict[str, int]:
 
 
 def pack_step(args: argparse.Namespace) -> None:
-    """WORK's logs, training records, evaluations and samples (no checkpoints) as
-    OUT_DIR/long_study.tar.gz."""
+    """WORK's logs, training records, evaluations, samples and TensorBoard events as
+    OUT_DIR/long_study.tar.gz; the arms' ``last.ckpt`` in parts; OUT_DIR/pack.json lists them."""
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / "long_study.tar.gz"
     with tarfile.open(target, "w:gz") as tar:
@@ -255,7 +285,41 @@ def pack_step(args: argparse.Namespace) -> None:
         for arm in ARMS:  # TensorBoard event files of every run
             for events in (args.work / "runs" / arm).glob("version_*/events.out.tfevents.*"):
                 tar.add(events, arcname=str(events.relative_to(args.work)))
-    print(target)
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    manifest = {"date": date, "checkpoints": {}}
+    for arm in args.arms:
+        last = last_checkpoint(args.work, arm)
+        if last.is_file():
+            manifest["checkpoints"][arm] = {
+                "path": str(last.relative_to(args.work)), "progress": checkpoint_progress(last),
+                **split_file(last, args.out, f"{arm}.last.ckpt")}  # fmt: skip
+    (args.out / "pack.json").write_text(json.dumps(manifest, indent=1))
+    files = 2 + sum(len(c["parts"]) for c in manifest["checkpoints"].values())
+    print(f"{target}, pack.json and {files - 2} checkpoint parts in {args.out}")
+    if files > RETURNED_FILES:
+        raise UserInputError(f"pack: {files} files, more than the {RETURNED_FILES} one call "
+                             "sends back: pack fewer --arms per call")  # fmt: skip
+
+
+def unpack_step(args: argparse.Namespace) -> None:
+    """What ``pack`` wrote into DIR, back into WORK: checkpoints checked and joined, logs under
+    ``logs/PACK_DATE/``, the rest in place."""
+    manifest_path = args.dir / "pack.json"
+    if not manifest_path.is_file():
+        raise UserInputError(f"unpack: no pack.json in {args.dir} (written by 'pack OUT_DIR')")
+    manifest = json.loads(manifest_path.read_text())
+    with tarfile.open(args.dir / "long_study.tar.gz") as tar:
+        for member in tar.getmembers():
+            parts = Path(member.name).parts
+            if parts and parts[0] == "logs":
+                member.name = str(Path("logs", manifest["date"], *parts[1:]))
+            tar.extract(member, args.work, filter="data")
+    for arm, entry in manifest["checkpoints"].items():
+        try:
+            join_parts(entry, args.dir, args.work / entry["path"])
+        except ValueError as err:
+            raise UserInputError(f"unpack {arm}: {err}") from None
+        print(f"unpack {arm}: {args.work / entry['path']} ({describe(entry['progress'])})")
 
 
 def record_step(args: argparse.Namespace) -> None:
@@ -315,6 +379,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     steps.add_parser("eval")
     pack = steps.add_parser("pack")
     pack.add_argument("out", type=Path)
+    unpack = steps.add_parser("unpack")
+    unpack.add_argument("dir", type=Path)
     record = steps.add_parser("record")
     record.add_argument("dest", type=Path, nargs="?", default=RESULTS)
     args = parser.parse_args(argv)
@@ -342,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     args.work = args.work if args.work.is_absolute() else REPO / args.work
     step = {"data": data_step, "train": train_step, "sample": sample_step, "eval": eval_step,
-            "pack": pack_step, "record": record_step}[args.step]  # fmt: skip
+            "pack": pack_step, "unpack": unpack_step, "record": record_step}[args.step]  # fmt: skip
     status = step(args) or {}
     failed = {k: v for k, v in status.items() if v not in (0, -15)}
     return 1 if failed else 0

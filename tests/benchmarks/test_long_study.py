@@ -1,6 +1,6 @@
 """The long-chain study driver (benchmarks/long_study.py) end to end on CPU with a tiny budget on
-the bundled chains: train an arm with every option on, sample its sets, resume, evaluate, record
-the results, report from them."""
+the bundled chains: train an arm with every option on, sample its sets, resume, send it back
+through pack and unpack, train on from there, evaluate, record the results, report from them."""
 
 from __future__ import annotations
 
@@ -61,6 +61,26 @@ def test_the_study_trains_samples_evaluates_and_reports(tmp_path):
         in (work / "logs" / "sample_combined.log").read_text()
     )
 
+    # what a GPU machine sends back, unpacked here into a fresh WORK: the rest runs from there
+    out, here = tmp_path / "out", tmp_path / "here"
+    packed = study(work, "pack", str(out))
+    assert packed.returncode == 0, packed.stdout + packed.stderr
+    manifest = json.loads((out / "pack.json").read_text())
+    assert manifest["checkpoints"]["combined"]["parts"] == ["combined.last.ckpt.part00"]
+    unpacked = study(here, "unpack", str(out))
+    assert unpacked.returncode == 0, unpacked.stdout + unpacked.stderr
+    moved = here / last.relative_to(work)
+    assert moved.read_bytes() == last.read_bytes()
+    assert (here / "logs" / manifest["date"] / "train_combined.log").is_file()
+    assert len(list((here / "samples" / "combined_ddim").glob("*.pdb"))) == 4
+    # the unpacked checkpoint resumes: a second epoch, its minutes capped by --deadline
+    more = study(here, *train_keys, "--set", "numEpochs=2", "train", "5", "--deadline", "150")
+    assert more.returncode == 0, more.stdout + more.stderr
+    assert f"to {record['progress']['minutes'] + 0.5:.1f} training minutes" in more.stdout
+    resumed = json.loads((here / "training" / "combined.json").read_text())["progress"]
+    assert resumed["epoch"] == 1 and resumed["steps"] == 2 * record["progress"]["steps"]
+    work = here
+
     evaluated = study(work, "eval")
     assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
     metrics = json.loads((work / "eval" / "combined_renoise" / "metrics.json").read_text())
@@ -83,7 +103,7 @@ def test_the_study_trains_samples_evaluates_and_reports(tmp_path):
     rows = json.loads(out.read_text())
     assert sorted(rows["lengths"]) == ["12", "16"]
     assert [r["set"] for r in rows["lengths"]["16"]] == ["combined_renoise", "combined_ddim"]
-    assert rows["training"][0]["progress"] == record["progress"]
+    assert rows["training"][0]["progress"] == resumed
     assert rows["lengths"]["16"][0]["rg_over_fit"] > 0 and (tmp_path / "rg.png").stat().st_size
     assert "### L = 16" in report.stdout and "| combined |" in report.stdout
 
