@@ -47,11 +47,12 @@ each, 100 model calls, eager) at ``--lengths`` (default 128, 256, 512, 1,024, 2,
 are kept, so a call stopped by ``--deadline`` is continued by the next. ``eval``: ``python -m
 genie.eval`` of every set against the dataset's real chains with one bucket per length.
 ``pack OUT_DIR``: WORK's logs, training records, samples and TensorBoard events as
-``OUT_DIR/long_study.tar.gz``, and each arm's ``last.ckpt`` in parts of 15 MiB
-(:mod:`benchmarks.transfer`), listed with their checksums in ``OUT_DIR/pack.json``: what one call
-of a GPU machine can send back (8 files of 16 MiB), so that the next call, on a fresh machine,
-carries the checkpoint in and continues. ``unpack DIR`` (here) puts them back into WORK (the
-logs under ``logs/PACK_DATE/``), checking every checkpoint's size and SHA-256.
+``OUT_DIR/long_study.tar.gz``, and each arm's ``last.ckpt`` and torch.compile cache
+(``compileCacheFile``: ``WORK/compile_cache/ARM.bin``) in parts of 15 MiB, listed with their
+checksums in ``OUT_DIR/pack.json`` (:mod:`benchmarks.long_study_files`): what one call of a GPU
+machine can send back, so that the next call, on a fresh machine, carries them in and continues
+without compiling from nothing. ``unpack DIR`` (here) puts them back into WORK (the logs under
+``logs/PACK_DATE/``), checking every file's size and SHA-256.
 ``record [DEST]``: the arms' ``training/ARM.json`` and ``eval/SET/metrics.json`` into DEST
 (default ``docs/quality/long_study``). Extra keys for every arm: ``--set KEY=VALUE`` (training)
 and ``--sample-set KEY=VALUE`` (sampling); later values win.
@@ -65,7 +66,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +76,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.lanes import run_lanes  # noqa: E402
-from benchmarks.transfer import join_parts, split_file  # noqa: E402
+from benchmarks.long_study_files import (  # noqa: E402
+    checkpoint_progress,
+    compile_cache,
+    describe,
+    last_checkpoint,
+    pack,
+    unpack,
+)
 from genie.utils.cli import run_command  # noqa: E402
 from genie.utils.errors import UserInputError  # noqa: E402
 
@@ -87,7 +94,6 @@ TRAIN_CONFIG = "configs/train_stage3v2.config"
 SAMPLE_CONFIG = "configs/sample_stage3v2.config"
 LENGTHS = (128, 256, 512, 1024, 2048)
 START_SECONDS = 120  # of a --deadline not given to training (start, set-up, last checkpoint)
-RETURNED_FILES = 8  # files one call of the GPU machine sends back
 
 # Keys of every arm: today's long-chain recipe (train_stage3v2.config) on the study's data.
 COMMON = (
@@ -139,28 +145,6 @@ def sets(keys: Sequence[str]) -> list[str]:
     return [item for key in keys for item in ("--set", key)]
 
 
-def last_checkpoint(work: Path, arm: str) -> Path:
-    return work / "runs" / arm / "version_0" / "checkpoints" / "last.ckpt"
-
-
-def checkpoint_progress(path: Path) -> dict | None:
-    """Optimiser steps, epoch and training minutes stored in a checkpoint (None: none)."""
-    if not path.is_file():
-        return None
-    stored = torch.load(path, map_location="cpu", weights_only=True)
-    budget = (stored.get("callbacks") or {}).get("TimeBudget", {})  # genie.training.time_budget
-    return {"steps": stored.get("global_step"), "epoch": stored.get("epoch"),
-            "minutes": round(budget.get("elapsed_seconds", 0.0) / 60, 4)}  # fmt: skip
-
-
-def describe(record: dict | None) -> str:
-    """One line of a training record's progress."""
-    if not record:
-        return "no checkpoint"
-    return (f"step {record['steps']}, epoch {record['epoch']}, "
-            f"{record['minutes']:.1f} training minutes")  # fmt: skip
-
-
 def write_training_record(args: argparse.Namespace, arm: str, status: int) -> dict:
     """``WORK/training/ARM.json``: where the arm's training stands and what ran it."""
     record = {
@@ -205,6 +189,7 @@ def train_step(args: argparse.Namespace) -> dict[str, int]:
         keys = [*COMMON, f"dataDirectory={args.data}", *ARMS[arm].train, *args.set,
                 f"name={arm}", f"logDirectory={args.work / 'runs'}",
                 f"cacheDirectory={args.work / 'cache'}",
+                f"compileCacheFile={compile_cache(args.work, arm)}",
                 f"maxTrainingMinutes={minutes:.4f}"]  # fmt: skip
         command = [sys.executable, "train/train_ultralong.py", "--config", TRAIN_CONFIG,
                    *sets(keys)]  # fmt: skip
@@ -274,52 +259,11 @@ def eval_step(args: argparse.Namespace) -> dict[str, int]:
 
 
 def pack_step(args: argparse.Namespace) -> None:
-    """WORK's logs, training records, evaluations, samples and TensorBoard events as
-    OUT_DIR/long_study.tar.gz; the arms' ``last.ckpt`` in parts; OUT_DIR/pack.json lists them."""
-    args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / "long_study.tar.gz"
-    with tarfile.open(target, "w:gz") as tar:
-        for part in ("logs", "training", "eval", "samples"):
-            if (args.work / part).exists():
-                tar.add(args.work / part, arcname=part)
-        for arm in ARMS:  # TensorBoard event files of every run
-            for events in (args.work / "runs" / arm).glob("version_*/events.out.tfevents.*"):
-                tar.add(events, arcname=str(events.relative_to(args.work)))
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    manifest = {"date": date, "checkpoints": {}}
-    for arm in args.arms:
-        last = last_checkpoint(args.work, arm)
-        if last.is_file():
-            manifest["checkpoints"][arm] = {
-                "path": str(last.relative_to(args.work)), "progress": checkpoint_progress(last),
-                **split_file(last, args.out, f"{arm}.last.ckpt")}  # fmt: skip
-    (args.out / "pack.json").write_text(json.dumps(manifest, indent=1))
-    files = 2 + sum(len(c["parts"]) for c in manifest["checkpoints"].values())
-    print(f"{target}, pack.json and {files - 2} checkpoint parts in {args.out}")
-    if files > RETURNED_FILES:
-        raise UserInputError(f"pack: {files} files, more than the {RETURNED_FILES} one call "
-                             "sends back: pack fewer --arms per call")  # fmt: skip
+    pack(args.work, args.out, args.arms)
 
 
 def unpack_step(args: argparse.Namespace) -> None:
-    """What ``pack`` wrote into DIR, back into WORK: checkpoints checked and joined, logs under
-    ``logs/PACK_DATE/``, the rest in place."""
-    manifest_path = args.dir / "pack.json"
-    if not manifest_path.is_file():
-        raise UserInputError(f"unpack: no pack.json in {args.dir} (written by 'pack OUT_DIR')")
-    manifest = json.loads(manifest_path.read_text())
-    with tarfile.open(args.dir / "long_study.tar.gz") as tar:
-        for member in tar.getmembers():
-            parts = Path(member.name).parts
-            if parts and parts[0] == "logs":
-                member.name = str(Path("logs", manifest["date"], *parts[1:]))
-            tar.extract(member, args.work, filter="data")
-    for arm, entry in manifest["checkpoints"].items():
-        try:
-            join_parts(entry, args.dir, args.work / entry["path"])
-        except ValueError as err:
-            raise UserInputError(f"unpack {arm}: {err}") from None
-        print(f"unpack {arm}: {args.work / entry['path']} ({describe(entry['progress'])})")
+    unpack(args.dir, args.work)
 
 
 def record_step(args: argparse.Namespace) -> None:

@@ -31,7 +31,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.long_study import ARMS, RESULTS, describe  # noqa: E402
+from benchmarks.long_study import ARMS, RESULTS  # noqa: E402
+from benchmarks.long_study_files import describe  # noqa: E402
 from benchmarks.quality_report import sample_figures  # noqa: E402
 from genie.diffusion.noise_scale import LENGTH_FIT  # noqa: E402
 from genie.utils.cli import run_command  # noqa: E402

@@ -253,6 +253,12 @@ class TrainingKeys:
         "CPU), off, default, reduce-overhead (also CUDA graphs) or max-autotune",
         choices=COMPILE_MODES,
     )
+    compileCacheFile: str | None = option(
+        None,
+        "file of torch.compile's caches: loaded before training when it exists, written when "
+        "training ends, so a run resumed on another machine skips most of its compilation; "
+        "None = the machine's own caches only",
+    )
     accelerator: str = option(
         "auto", "Lightning accelerator", choices=("auto", "cpu", "gpu", "cuda")
     )

@@ -50,6 +50,7 @@ from genie.model.memory import peak_bytes, require_memory
 from genie.model.stack import PairStack
 from genie.model.structure.stack import StructureNet
 from genie.training.callbacks import BatchSeedCallback, DataSummary, SpeedAndMemoryLogger
+from genie.training.compile_cache import CompileCache
 from genie.training.curriculum import ProgressiveLengthCallback
 from genie.training.distributed import distributed_strategy, torchrun_layout
 from genie.training.from_checkpoint import check_resume, load_initial_weights
@@ -113,7 +114,8 @@ def build_callbacks(cfg: GenieConfig) -> list[pl.Callback]:
     """The run's callbacks, checkpointing excluded: seeding, the data summary (printed, and
     kept in the run folder's data.json), throughput, learning rate, skipped
     fp16 steps (a no-op without a GradScaler), the time budget (``maxTrainingMinutes``,
-    :mod:`genie.training.time_budget`), the
+    :mod:`genie.training.time_budget`), torch.compile's cache file (``compileCacheFile``,
+    :mod:`genie.training.compile_cache`), the
     crop-length curriculum (``useProgressiveTraining``), TensorBoard pictures of sampled backbones
     (``logSamplesEveryEpochs``, :mod:`genie.training.pictures`)."""
     callbacks: list[pl.Callback] = [
@@ -125,6 +127,8 @@ def build_callbacks(cfg: GenieConfig) -> list[pl.Callback]:
     ]
     if cfg.maxTrainingMinutes is not None:
         callbacks.append(TimeBudget(minutes=cfg.maxTrainingMinutes))
+    if cfg.compileCacheFile is not None:
+        callbacks.append(CompileCache(path=cfg.compileCacheFile))
     if cfg.useProgressiveTraining:
         callbacks.append(
             ProgressiveLengthCallback(
