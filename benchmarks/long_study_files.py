@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.transfer import join_parts, split_file
+from benchmarks.transfer import PART_BYTES, join_parts, split_file
 from genie.utils.errors import UserInputError
 
 RETURNED_FILES = 8  # files one call of the GPU machine sends back
@@ -82,7 +82,7 @@ def pack(work: Path, out: Path, arms: Sequence[str]) -> dict:
         cache = compile_cache(work, arm)
         if not cache.is_file():
             continue
-        parts = -(-cache.stat().st_size // (15 * 2**20))
+        parts = -(-cache.stat().st_size // PART_BYTES)
         if files + parts > RETURNED_FILES or size + cache.stat().st_size > RETURNED_BYTES:
             print(f"pack {arm}: compile cache left behind ({cache.stat().st_size / 2**20:.0f} "
                   "MiB: over what the call sends back)")  # fmt: skip
