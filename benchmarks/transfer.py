@@ -12,15 +12,6 @@ import hashlib
 from pathlib import Path
 
 PART_BYTES = 15 * 2**20  # below the 16 MiB a returned file may have
-_BLOCK = 2**20
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def split_file(path: Path, out_dir: Path, stem: str, *, part_bytes: int = PART_BYTES) -> dict:
@@ -29,13 +20,15 @@ def split_file(path: Path, out_dir: Path, stem: str, *, part_bytes: int = PART_B
     if part_bytes <= 0:
         raise ValueError(f"part_bytes must be > 0, got {part_bytes}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    parts = []
+    parts, size, digest = [], 0, hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(part_bytes):
             name = f"{stem}.part{len(parts):02d}"
             (out_dir / name).write_bytes(chunk)
+            digest.update(chunk)
             parts.append(name)
-    return {"parts": parts, "bytes": path.stat().st_size, "sha256": sha256_of(path)}
+            size += len(chunk)
+    return {"parts": parts, "bytes": size, "sha256": digest.hexdigest()}
 
 
 def join_parts(manifest: dict, parts_dir: Path, target: Path) -> None:

@@ -11,7 +11,7 @@ device and the graph itself, so a file from another PyTorch or GPU is simply not
 
 Measured (CPU, a small MLP through ``torch.compile``, dynamic shapes): 15 s to the third step
 without the file, 11 s with it (Dynamo still traces; kernel generation is skipped). On an H200
-the first step of a stage 3 V2 run took ≈ 4 minutes on a machine with cold caches and ≈ 35 s
+the first step of a stage 3 V2 run took ≈ 4 minutes on a machine with cold caches and ≈ 40 s
 with warm ones (docs/QUALITY.md, 2026-12-02).
 """
 
