@@ -36,10 +36,11 @@ call and ``last.ckpt`` holds where it stopped; a lane still running at ``SECONDS
 (:func:`benchmarks.lanes.run_lanes`). Each call writes
 ``WORK/training/ARM.json`` (steps, epochs and minutes reached, budget, commit, device, date).
 
-The budget is the same for every arm and an arm has the GPU to itself: on a machine of one GPU
-the arms train one after another, each over several calls (``pack`` and ``unpack`` carry its
-checkpoint from one call, or session, to the next; docs/QUALITY.md "Study protocol"), and
-``record`` commits each arm's evaluations and training record, from which the report reads.
+The budget is the same for every arm: the same training minutes, with every arm of a study
+group training at once on one GPU (``--gpus 1``: one process an arm, sharing it), within one
+session, since only what git holds outlives a session (docs/QUALITY.md "Study protocol"). The
+calls of a session continue on the machine that stays warm between them; ``record`` commits each
+arm's evaluations and training record, from which the report reads.
 
 ``sample``: every sample set of every arm (:data:`ARMS`: the arm's checkpoint with one sampler
 each, 100 model calls, eager) at ``--lengths`` (default 128, 256, 512, 1,024, 2,048) ×
@@ -50,8 +51,10 @@ genie.eval`` of every set against the dataset's real chains with one bucket per 
 ``OUT_DIR/long_study.tar.gz``, and each arm's ``last.ckpt`` and torch.compile cache
 (``compileCacheFile``: ``WORK/compile_cache/ARM.bin``) in parts of 15 MiB, listed with their
 checksums in ``OUT_DIR/pack.json`` (:mod:`benchmarks.long_study_files`): what one call of a GPU
-machine can send back, so that the next call, on a fresh machine, carries them in and continues
-without compiling from nothing. ``unpack DIR`` (here) puts them back into WORK (the logs under
+machine can send back, so that the next call, on a fresh machine, carries them in and continues.
+``pack --weights-only`` sends each arm's weights alone (≈ 11 MB, ``WORK/weights/ARM.ckpt`` once
+unpacked): what several arms can send back at once, enough to sample and evaluate, not to train on.
+``unpack DIR`` (here) puts them back into WORK (the logs under
 ``logs/PACK_DATE/``), checking every file's size and SHA-256.
 ``record [DEST]``: the arms' ``training/ARM.json`` and ``eval/SET/metrics.json`` into DEST
 (default ``docs/quality/long_study``). Extra keys for every arm: ``--set KEY=VALUE`` (training)
@@ -82,6 +85,7 @@ from benchmarks.long_study_files import (  # noqa: E402
     describe,
     last_checkpoint,
     pack,
+    sampling_checkpoint,
     unpack,
 )
 from genie.utils.cli import run_command  # noqa: E402
@@ -95,12 +99,17 @@ SAMPLE_CONFIG = "configs/sample_stage3v2.config"
 LENGTHS = (128, 256, 512, 1024, 2048)
 START_SECONDS = 120  # of a --deadline not given to training (start, set-up, last checkpoint)
 
-# Keys of every arm: today's long-chain recipe (train_stage3v2.config) on the study's data.
+# Keys of every arm: today's long-chain recipe (train_stage3v2.config) on the study's data, in a
+# budget that one session's device time holds (docs/QUALITY.md "Study protocol"): the curriculum
+# 256 → 2,048 over 4 epochs (one per stage), so that each arm reaches long crops; eager
+# (compilation would recompile at every stage and cannot travel between calls); 2 loader
+# workers an arm, as several arms share one machine's 16 cores.
 COMMON = (
     "sampleByCluster=True", "concatenateChains=True", "maximumNumResidues=2048",
     "useProgressiveTraining=True", "progressiveStartLength=256", "progressiveEndLength=2048",
-    "progressiveNumStages=4", "numEpochs=16", "batchSize=2", "learningRate=3e-4",
-    "warmupEpochs=0.5", "validationSize=16", "numWorkers=4", "logSamplesEveryEpochs=0",
+    "progressiveNumStages=4", "numEpochs=4", "batchSize=2", "learningRate=3e-4",
+    "warmupEpochs=0.5", "validationSize=8", "validateEveryEpochs=2", "numWorkers=2",
+    "logSamplesEveryEpochs=0", "compileModel=off",
 )  # fmt: skip
 # Samplers: 100 model calls each (stride 10 over the 1,000 timesteps), so that every set of an
 # arm fits one call; DDIM with η = 1 is DDPM's ancestral sampler on the coarser grid
@@ -217,7 +226,7 @@ def sample_step(args: argparse.Namespace) -> dict[str, int]:
     lengths = ",".join(str(n) for n in args.lengths)
     lanes: dict[str, list[list[str]]] = {}
     for arm, name, keys in sample_sets(args.arms):
-        last = last_checkpoint(args.work, arm)
+        last = sampling_checkpoint(args.work, arm)
         if not last.is_file():
             print(f"sample {name}: skipped, no checkpoint {last} (train first)")
             continue
@@ -259,7 +268,7 @@ def eval_step(args: argparse.Namespace) -> dict[str, int]:
 
 
 def pack_step(args: argparse.Namespace) -> None:
-    pack(args.work, args.out, args.arms)
+    pack(args.work, args.out, args.arms, weights_only=args.weights_only)
 
 
 def unpack_step(args: argparse.Namespace) -> None:
@@ -323,6 +332,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     steps.add_parser("eval")
     pack = steps.add_parser("pack")
     pack.add_argument("out", type=Path)
+    pack.add_argument(
+        "--weights-only",
+        action="store_true",
+        help="send each arm's weights, not its whole last.ckpt (several arms)",
+    )
     unpack = steps.add_parser("unpack")
     unpack.add_argument("dir", type=Path)
     record = steps.add_parser("record")

@@ -4,7 +4,9 @@ a GPU machine and here: ``pack`` on the machine, ``unpack`` here.
 One call of the GPU machine sends back at most 8 files of 16 MiB; an arm's ``last.ckpt`` (≈ 35 MB
 with its optimiser state) and its torch.compile cache file (``compileCacheFile``) travel in
 parts (:mod:`benchmarks.transfer`), listed with their checksums in ``pack.json``; the rest
-(logs, training records, evaluations, samples, TensorBoard events) in one archive.
+(logs, training records, evaluations, samples, TensorBoard events) in one archive. Several arms'
+full checkpoints do not fit those limits: ``weights_only`` sends each arm's weights (≈ 11 MB, no
+optimiser state: it samples, it does not resume training), unpacked as ``WORK/weights/ARM.ckpt``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,29 @@ ARCHIVED = ("logs", "training", "eval", "samples")  # WORK's folders in the arch
 
 def last_checkpoint(work: Path, arm: str) -> Path:
     return work / "runs" / arm / "version_0" / "checkpoints" / "last.ckpt"
+
+
+def weights_checkpoint(work: Path, arm: str) -> Path:
+    """The arm's weights-only checkpoint, where :func:`unpack` puts what ``weights_only`` sent."""
+    return work / "weights" / f"{arm}.ckpt"
+
+
+def sampling_checkpoint(work: Path, arm: str) -> Path:
+    """The checkpoint the arm samples from: ``last.ckpt`` where training ran in WORK, else the
+    weights-only one (which may not exist either)."""
+    last = last_checkpoint(work, arm)
+    return last if last.is_file() else weights_checkpoint(work, arm)
+
+
+OPTIMISATION_STATE = ("optimizer_states", "lr_schedulers", "loops")  # what resuming needs alone
+
+
+def strip_to_weights(source: Path, target: Path) -> None:
+    """``source`` without :data:`OPTIMISATION_STATE`: weights, config and progress, which
+    sampling loads; training cannot resume from it."""
+    stored = torch.load(source, map_location="cpu", weights_only=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v for k, v in stored.items() if k not in OPTIMISATION_STATE}, target)
 
 
 def compile_cache(work: Path, arm: str) -> Path:
@@ -52,11 +77,12 @@ def describe(record: dict | None) -> str:
             f"{record['minutes']:.1f} training minutes")  # fmt: skip
 
 
-def pack(work: Path, out: Path, arms: Sequence[str]) -> dict:
+def pack(work: Path, out: Path, arms: Sequence[str], *, weights_only: bool = False) -> dict:
     """WORK's logs, records, evaluations, samples and TensorBoard events as
-    ``out/long_study.tar.gz``; each arm's checkpoint and compile cache in parts;
-    ``out/pack.json`` lists the parts. A compile cache that would take the sending over its
-    limits stays behind (it only saves compilation). Returns the manifest."""
+    ``out/long_study.tar.gz``; each arm's checkpoint (``weights_only``: its weights, see
+    :func:`strip_to_weights`) and compile cache in parts; ``out/pack.json`` lists the parts. A
+    compile cache that would take the sending over its limits stays behind (it only saves
+    compilation). Returns the manifest."""
     out.mkdir(parents=True, exist_ok=True)
     archive = out / "long_study.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
@@ -66,15 +92,21 @@ def pack(work: Path, out: Path, arms: Sequence[str]) -> dict:
         for events in sorted((work / "runs").glob("*/version_*/events.out.tfevents.*")):
             tar.add(events, arcname=str(events.relative_to(work)))
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    manifest = {"date": date, "checkpoints": {}, "compile_caches": {}}
+    kind = "weights" if weights_only else "checkpoints"
+    manifest = {"date": date, kind: {}, "compile_caches": {}}
     files, size = 2, archive.stat().st_size  # the archive and pack.json
     for arm in arms:
         last = last_checkpoint(work, arm)
-        if last.is_file():
-            entry = split_file(last, out, f"{arm}.last.ckpt")
-            entry.update(path=str(last.relative_to(work)), progress=checkpoint_progress(last))
-            manifest["checkpoints"][arm] = entry
-            files, size = files + len(entry["parts"]), size + entry["bytes"]
+        if not last.is_file():
+            continue
+        sent, stem = last, f"{arm}.last.ckpt"
+        if weights_only:
+            sent, stem = weights_checkpoint(work, arm), f"{arm}.weights.ckpt"
+            strip_to_weights(last, sent)
+        entry = split_file(sent, out, stem)
+        entry.update(path=str(sent.relative_to(work)), progress=checkpoint_progress(sent))
+        manifest[kind][arm] = entry
+        files, size = files + len(entry["parts"]), size + entry["bytes"]
     if files > RETURNED_FILES or size > RETURNED_BYTES:
         raise UserInputError(f"pack: {files} files, {size / 2**20:.0f} MiB, more than one call "
                              "sends back: pack fewer --arms per call")  # fmt: skip
@@ -109,7 +141,7 @@ def unpack(folder: Path, work: Path) -> dict:
             if parts and parts[0] == "logs":
                 member.name = str(Path("logs", manifest["date"], *parts[1:]))
             tar.extract(member, work, filter="data")
-    for kind in ("checkpoints", "compile_caches"):
+    for kind in ("checkpoints", "weights", "compile_caches"):
         for arm, entry in manifest.get(kind, {}).items():
             try:
                 join_parts(entry, folder, work / entry["path"])

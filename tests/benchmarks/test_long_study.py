@@ -28,6 +28,11 @@ def study(work: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
 
 
+def coordinates(pdb: Path) -> list[str]:
+    """A PDB file's ATOM records (its remarks name the checkpoint it came from)."""
+    return [line for line in pdb.read_text().splitlines() if line.startswith("ATOM")]
+
+
 @pytest.mark.slow
 def test_the_study_trains_samples_evaluates_and_reports(tmp_path):
     work = tmp_path / "study"
@@ -73,6 +78,21 @@ def test_the_study_trains_samples_evaluates_and_reports(tmp_path):
     assert moved.read_bytes() == last.read_bytes()
     assert (here / "logs" / manifest["date"] / "train_combined.log").is_file()
     assert len(list((here / "samples" / "combined_ddim").glob("*.pdb"))) == 4
+    # --weights-only: the weights alone travel, and sampling from them draws the same backbones
+    slim, fresh = tmp_path / "slim", tmp_path / "fresh"
+    assert study(work, "pack", str(slim), "--weights-only").returncode == 0
+    assert study(fresh, "unpack", str(slim)).returncode == 0
+    weights = torch.load(fresh / "weights" / "combined.ckpt", map_location="cpu",
+                         weights_only=True)  # fmt: skip
+    assert "optimizer_states" not in weights and "loops" not in weights
+    assert weights["global_step"] == record["progress"]["steps"]
+    for pdb in (fresh / "samples" / "combined_ddim").glob("*.pdb"):
+        pdb.unlink()  # drawn again from the weights
+    redrawn = study(fresh, *cpu, "sample")
+    assert redrawn.returncode == 0, redrawn.stdout + redrawn.stderr
+    for pdb in (work / "samples" / "combined_ddim").glob("*.pdb"):
+        again_pdb = fresh / "samples" / "combined_ddim" / pdb.name
+        assert coordinates(again_pdb) == coordinates(pdb)
     # the unpacked checkpoint resumes: a second epoch, its minutes capped by --deadline
     more = study(here, *train_keys, "--set", "numEpochs=2", "train", "5", "--deadline", "150")
     assert more.returncode == 0, more.stdout + more.stderr
