@@ -149,6 +149,12 @@ ARMS = {
 }  # fmt: skip
 
 
+def written(folder: Path) -> int:
+    """Backbones in a sample folder: PDB files, and mmCIF where coordinates outgrew PDB's columns
+    (a diverged sample is still a sample to score)."""
+    return sum(1 for f in folder.glob("*") if f.suffix in (".pdb", ".cif"))
+
+
 def sets(keys: Sequence[str]) -> list[str]:
     """``["k=v", ...]`` -> ``["--set", "k=v", ...]``."""
     return [item for key in keys for item in ("--set", key)]
@@ -240,7 +246,7 @@ def sample_step(args: argparse.Namespace) -> dict[str, int]:
     status = run_lanes(lanes, log_dir=args.work / "logs", step="sample", gpus=args.gpus,
                        deadline=args.deadline)  # fmt: skip
     for arm, name, _ in sample_sets(list(lanes)):
-        done = len(list((args.work / "samples" / name).glob("*.pdb")))
+        done = written(args.work / "samples" / name)
         print(f"sample {name}: exit {status[arm]}, {done} of "
               f"{len(args.lengths) * args.per_length} backbones written")  # fmt: skip
     return status
@@ -250,7 +256,7 @@ def eval_step(args: argparse.Namespace) -> dict[str, int]:
     lanes = {}
     for _, name, _ in sample_sets(args.arms):
         folder = args.work / "samples" / name
-        if not any(folder.glob("*.pdb")):
+        if not written(folder):
             print(f"eval {name}: skipped, no samples in {folder}")
             continue
         reference = args.reference or (None if args.data == "bundled" else args.data)
