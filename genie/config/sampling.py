@@ -92,6 +92,14 @@ class SampleConfig:
         "0.6; no effect with ddim and ddimEta 0; not the model's noiseScale σ)",
         min=0,
     )
+    startTimestep: int | None = option(
+        None,
+        "start the reverse process at this timestep, not T: its first visited one at or below "
+        "it, from noise of the real-chain marginal's size (genie.sampling.start); None = T "
+        "(Genie)",
+        min=1,
+        max=MAX_STEPS,
+    )
     recentre: bool = option(
         False,
         "after every reverse step, move each chain's Cα centroid to the origin (the model is "

@@ -30,6 +30,7 @@ from genie.diffusion.parametrisation import Parametrisation, centred
 from genie.diffusion.schedule import DiffusionSchedule
 from genie.sampling.chains import ChainBatch
 from genie.sampling.reverse import Chains, ReverseSampler, Samples, reverse_process
+from genie.sampling.start import start_factors
 
 
 class TrainedDenoiser(Protocol):
@@ -122,11 +123,16 @@ def sample_chains(
 ) -> Samples:
     """One backbone per (length, seed): :func:`~genie.sampling.reverse.reverse_process` of a
     :class:`NoisePredictor` on a :class:`~genie.sampling.chains.ChainBatch` whose noise has the
-    model's scale σ(L) per chain; ``view``: the residues of the batch this process updates
+    model's scale σ(L) per chain, started as :mod:`genie.sampling.start` says where the sampler's
+    first timestep is below T; ``view``: the residues of the batch this process updates
     (sequence shards, :func:`genie.sampling.sharded.sample_sharded`; default all);
     ``loop``: further arguments of ``reverse_process``."""
-    chains = ChainBatch(lengths=lengths, seeds=seeds, device=device,
-                        scales=parametrisation.noise.sampling(lengths))  # fmt: skip
+    scales = parametrisation.noise.sampling(lengths)  # σ of each chain, Å
+    chains = ChainBatch(lengths=lengths, seeds=seeds, device=device, scales=scales)
+    first = sampler.timesteps()[0]
+    if first < schedule.num_timesteps:  # a start below T (genie.sampling.start)
+        alpha_bar = float(schedule.alpha_bar[first])
+        loop["start_factors"] = start_factors(lengths, scales, alpha_bar=alpha_bar)
     predictor = NoisePredictor(model, schedule=schedule, parametrisation=parametrisation,
                                seeds=seeds)  # fmt: skip
     return reverse_process(predictor, sampler, chains if view is None else view(chains), **loop)

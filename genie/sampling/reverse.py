@@ -127,6 +127,7 @@ def reverse_process(
     trajectory_chains: Sequence[bool] | None = None,
     on_step: Callable[[int], None] | None = None,
     recentre: bool = False,
+    start_factors: Sequence[float] | None = None,
 ) -> Samples:
     """Run the reverse process for one batch of chains.
 
@@ -142,6 +143,8 @@ def reverse_process(
         on_step: called after every reverse step with the number of steps done so far.
         recentre: after every step, move each chain's Cα centroid to the origin (``recentre``;
             the model is translation-invariant, so this only stops the drift of x).
+        start_factors: per chain, what the first draw is multiplied by (a start below T,
+            :mod:`genie.sampling.start`); None: x starts as N(0, σ² I).
     """
     if knn_update_frequency < 1:
         raise ValueError(f"knn_update_frequency must be ≥ 1, got {knn_update_frequency}")
@@ -153,6 +156,11 @@ def reverse_process(
     pairs = step_pairs(sampler.timesteps())
     mask = chains.mask  # [b, n_max]
     x = chains.normal()  # x_T [b, n_max, 3]
+    if start_factors is not None:  # a start below T: the marginal's size
+        factors = torch.tensor([float(f) for f in start_factors], device=x.device)
+        if factors.shape[0] != x.shape[0]:
+            raise ValueError(f"start_factors: {factors.shape[0]} entries, {x.shape[0]} chains")
+        x = x * factors[:, None, None]
     trajectories: list[list[torch.Tensor]] = [[] for _ in chains.lengths]
     frame_timesteps: list[int] = []
     graph = None

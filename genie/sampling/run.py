@@ -57,6 +57,7 @@ from genie.sampling.provenance import (
 from genie.sampling.renoise import RenoiseSampler
 from genie.sampling.reverse import ReverseSampler, Samples
 from genie.sampling.sharded import sample_sharded
+from genie.sampling.start import late_start
 from genie.sampling.writer import coordinate_problem, with_suffix, write_diverged, write_sample
 from genie.utils.cli import exit_status
 from genie.utils.paths import ensure_writable_dir
@@ -147,31 +148,40 @@ def build_sampler(cfg: SampleConfig, schedule: DiffusionSchedule) -> ReverseSamp
     """The sampler the config names, on the model's schedule.
 
     Raises:
-        ConfigError: a DDIM stride (``skipSteps``) not below the model's ``numTimesteps``.
+        ConfigError: a DDIM stride (``skipSteps``) not below the model's ``numTimesteps``, or a
+            ``startTimestep`` above it or below every visited timestep.
     """
-    if cfg.samplingStrategy == "ddpm":
-        return DDPMSampler(schedule=schedule, temperature=cfg.temperature)
+    start = cfg.startTimestep
+    if start is not None and start > schedule.num_timesteps:
+        raise ConfigError(f"startTimestep {start} exceeds the model's numTimesteps "
+                          f"{schedule.num_timesteps}")  # fmt: skip
     try:
-        if cfg.samplingStrategy == "renoise":
-            return RenoiseSampler(
+        if cfg.samplingStrategy == "ddpm":
+            sampler = DDPMSampler(schedule=schedule, temperature=cfg.temperature)
+        elif cfg.samplingStrategy == "renoise":
+            sampler = RenoiseSampler(
                 schedule=schedule, stride=cfg.skipSteps, temperature=cfg.temperature
             )
-        return DDIMSampler(
-            schedule=schedule, stride=cfg.skipSteps, eta=cfg.ddimEta, temperature=cfg.temperature
-        )
+        else:
+            sampler = DDIMSampler(schedule=schedule, stride=cfg.skipSteps, eta=cfg.ddimEta,
+                                  temperature=cfg.temperature)  # fmt: skip
+        return late_start(sampler, start)
     except ValueError as err:
         raise ConfigError(str(err)) from None
 
 
 def describe_sampler(cfg: SampleConfig, sampler: ReverseSampler) -> str:
-    """One phrase for the summary line, e.g. ``ddim, stride 100, 10 steps, η 0, γ 0.6``."""
+    """One phrase for the summary line, e.g. ``ddim, stride 100, 10 steps, η 0, γ 0.6`` (and
+    ``, from t = 950`` for a start below T)."""
     steps = len(sampler.timesteps())
+    start = "" if cfg.startTimestep is None else f", from t = {sampler.timesteps()[0]}"
     if cfg.samplingStrategy == "ddpm":
-        return f"ddpm, {steps} steps, γ {cfg.temperature:g}"
+        return f"ddpm, {steps} steps, γ {cfg.temperature:g}{start}"
     stride = max(cfg.skipSteps, 1)
     if cfg.samplingStrategy == "renoise":
-        return f"renoise, stride {stride}, {steps} steps, γ {cfg.temperature:g}"
-    return f"ddim, stride {stride}, {steps} steps, η {cfg.ddimEta:g}, γ {cfg.temperature:g}"
+        return f"renoise, stride {stride}, {steps} steps, γ {cfg.temperature:g}{start}"
+    return (f"ddim, stride {stride}, {steps} steps, η {cfg.ddimEta:g}, "
+            f"γ {cfg.temperature:g}{start}")  # fmt: skip
 
 
 def sampler_settings(cfg: SampleConfig, trained: TrainedModel, sampler: ReverseSampler) -> dict:
@@ -187,6 +197,8 @@ def sampler_settings(cfg: SampleConfig, trained: TrainedModel, sampler: ReverseS
         "recentre": cfg.recentre,
         "parametrisation": trained.parametrisation.describe(),
         "modelOverrides": cfg.model_overrides(),
+        # only when set: records written before the key existed still match a start at T
+        **({} if cfg.startTimestep is None else {"startTimestep": cfg.startTimestep}),
     }
 
 

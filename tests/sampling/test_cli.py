@@ -19,6 +19,7 @@ from genie.config.cli import load_with_defaults
 from genie.data.structure_io import read_ca_segments
 from genie.model import memory
 from genie.sampling import run as sampling_run
+from genie.sampling.provenance import read_manifest
 from genie.sampling.run import main
 
 T = 10  # diffusion steps of the tiny model
@@ -127,6 +128,9 @@ def test_trajectory_limit_and_fragments(checkpoint, tmp_path, caplog):
          f"skipSteps = {T} is not smaller than the model's numTimesteps = {T}"),
         (["sampleLengths=10000", "outputFormat=pdb"], "outputFormat pdb holds at most 9999"),
         (["ddimEta=2"], "ddimEta = '2' is not allowed"),
+        ([f"startTimestep={T + 1}"], f"startTimestep {T + 1} exceeds the model's numTimesteps {T}"),
+        (["samplingStrategy=ddim", "skipSteps=4", "startTimestep=1"],
+         "startTimestep 1 lies below every timestep the sampler visits"),
     ],
 )  # fmt: skip
 def test_config_errors_are_reported(checkpoint, tmp_path, capsys, overrides, message):
@@ -189,3 +193,11 @@ def test_sampling_under_torchrun_needs_sequence_parallelism(monkeypatch):
         monkeypatch.setenv(key, value)
     with pytest.raises(ConfigError, match="every process would sample every chain"):
         check_launch(SampleConfig())
+
+
+def test_a_late_start_is_reported(checkpoint, tmp_path, capsys):
+    assert run(checkpoint, tmp_path, "samplingStrategy=ddim", "skipSteps=3",
+               "startTimestep=8") == 0  # fmt: skip
+    assert "ddim, stride 3, 3 steps, η 0, γ 0.6, from t = 7" in capsys.readouterr().out
+    records, _ = read_manifest(tmp_path)  # recorded, so a run from T does not reuse the files
+    assert {r["sampler"]["startTimestep"] for r in records.values()} == {8}
