@@ -38,9 +38,9 @@ call and ``last.ckpt`` holds where it stopped; a lane still running at ``SECONDS
 
 The budget is the same for every arm: the same training minutes, with every arm of a study
 group training at once on one GPU (``--gpus 1``: one process an arm, sharing it), within one
-session, since only what git holds outlives a session (docs/QUALITY.md "Study protocol"). The
-calls of a session continue on the machine that stays warm between them; ``record`` commits each
-arm's evaluations and training record, from which the report reads.
+session's calls, which continue on the machine that stays warm between them: several arms'
+checkpoints are more than one call carries or sends back (docs/QUALITY.md "Study protocol").
+``record`` commits each arm's evaluations and training record, from which the report reads.
 
 ``sample``: every sample set of every arm (:data:`ARMS`: the arm's checkpoint with one sampler
 each, 100 model calls, eager) at ``--lengths`` (default 128, 256, 512, 1,024, 2,048) ×
