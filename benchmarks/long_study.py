@@ -116,11 +116,12 @@ COMMON = (
 # (docs/QUALITY.md: at stride 2 it reproduced DDPM's figures).
 DDIM_SHIPPED = ("samplingStrategy=ddim", "skipSteps=10", "ddimEta=1.0", "temperature=0.6")
 DDIM = ("samplingStrategy=ddim", "skipSteps=10", "ddimEta=1.0", "temperature=1.0", "recentre=True")
-# ε models: the same, started at t = 970 (startTimestep, genie/sampling/start.py): group 1's
-# denoising profile had ε's x̂0 good up to t = 950 and hundreds of Å off at t = T alone; a CPU
-# pilot (docs/QUALITY.md) found the best start between 950 (64 residues) and 970 (128), later
-# for longer chains.
-DDIM_LATE = (*DDIM, "startTimestep=970")
+# ε models: the same, started where the real-chain signal is 0.2 of the start's variance
+# (startSignalShare, genie/sampling/start.py; unit noise at stride 10: t = 970 at 128 residues,
+# 990 at 2,048): group 1's denoising profile had ε's x̂0 good up to t = 950 and hundreds of Å
+# off at t = T alone, and a CPU pilot's best fixed starts (950 at 64 residues, 970 at 128) had
+# signal shares of 0.23 and 0.15 (docs/QUALITY.md).
+DDIM_LATE = (*DDIM, "startSignalShare=0.2")
 RENOISE = ("samplingStrategy=renoise", "skipSteps=10", "temperature=1.0", "recentre=True")
 SAMPLE_COMMON = ("compileModel=off",)  # eager: five lengths would capture five sets of graphs
 
@@ -135,14 +136,14 @@ class Arm:
 
 
 ARMS = {
-    "today": Arm((), {"ddim_g06": DDIM_SHIPPED, "ddim": DDIM, "ddim_t970": DDIM_LATE},
+    "today": Arm((), {"ddim_g06": DDIM_SHIPPED, "ddim": DDIM, "ddim_late": DDIM_LATE},
                  "train_stage3v2.config as shipped: unit noise, ε, no self-conditioning, no "
                  "random edges"),
-    "length": Arm(("noiseScale=length",), {"ddim": DDIM, "ddim_t970": DDIM_LATE},
+    "length": Arm(("noiseScale=length",), {"ddim": DDIM, "ddim_late": DDIM_LATE},
                   "length-aware noise σ (the chain's Cα standard deviation; σ(L) at sampling)"),
-    "selfcond": Arm(("selfConditioning=True",), {"ddim": DDIM, "ddim_t970": DDIM_LATE},
+    "selfcond": Arm(("selfConditioning=True",), {"ddim": DDIM, "ddim_late": DDIM_LATE},
                     "self-conditioning on the previous x̂0 (unit noise)"),
-    "random": Arm(("randomNeighbors=16",), {"ddim": DDIM, "ddim_t970": DDIM_LATE},
+    "random": Arm(("randomNeighbors=16",), {"ddim": DDIM, "ddim_late": DDIM_LATE},
                   "16 random long-range neighbours, p ∝ d⁻³, beside the 32 of the hybrid graph"),
     "length_x0": Arm(("noiseScale=length", "predictionTarget=x0"),
                      {"renoise": RENOISE, "ddim": DDIM},

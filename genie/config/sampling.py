@@ -100,6 +100,15 @@ class SampleConfig:
         min=1,
         max=MAX_STEPS,
     )
+    startSignalShare: float | None = option(
+        None,
+        "start the reverse process where the real-chain signal is at most this share of each "
+        "chain's variance (0-1, per batch; longer chains start closer to T; "
+        "genie.sampling.start); None = T, or startTimestep",
+        min=0,
+        min_exclusive=True,
+        max=1,
+    )
     recentre: bool = option(
         False,
         "after every reverse step, move each chain's Cα centroid to the origin (the model is "
@@ -209,6 +218,12 @@ class SampleConfig:
             raise ConfigError(
                 f"numSequenceShards = {self.numSequenceShards} needs useSequenceParallelism True"
             )
+        if self.startTimestep is not None and self.startSignalShare is not None:
+            raise ConfigError(
+                "startTimestep and startSignalShare both set: give one way to start below T"
+            )
+        if self.startSignalShare == 1.0:
+            raise ConfigError("startSignalShare must be below 1 (1 would start at the last step)")
         if self.samplingStrategy == "renoise" and self.ddimEta != 0:
             raise ConfigError(
                 f"ddimEta = {self.ddimEta} needs samplingStrategy ddim (renoise always draws "

@@ -30,7 +30,7 @@ from genie.diffusion.parametrisation import Parametrisation, centred
 from genie.diffusion.schedule import DiffusionSchedule
 from genie.sampling.chains import ChainBatch
 from genie.sampling.reverse import Chains, ReverseSampler, Samples, reverse_process
-from genie.sampling.start import start_factors
+from genie.sampling.start import LateStart, share_start, start_factors
 
 
 class TrainedDenoiser(Protocol):
@@ -119,6 +119,7 @@ def sample_chains(
     seeds: Sequence[int],
     device: torch.device | str = "cpu",
     view: Callable[[ChainBatch], Chains] | None = None,
+    start_share: float | None = None,
     **loop: Any,
 ) -> Samples:
     """One backbone per (length, seed): :func:`~genie.sampling.reverse.reverse_process` of a
@@ -126,9 +127,14 @@ def sample_chains(
     model's scale σ(L) per chain, started as :mod:`genie.sampling.start` says where the sampler's
     first timestep is below T; ``view``: the residues of the batch this process updates
     (sequence shards, :func:`genie.sampling.sharded.sample_sharded`; default all);
+    ``start_share``: start at the signal share c (:func:`genie.sampling.start.share_start`);
     ``loop``: further arguments of ``reverse_process``."""
     scales = parametrisation.noise.sampling(lengths)  # σ of each chain, Å
     chains = ChainBatch(lengths=lengths, seeds=seeds, device=device, scales=scales)
+    if start_share is not None:
+        start = share_start(sampler.timesteps(), schedule.alpha_bar, lengths, scales,
+                            share=start_share)  # fmt: skip
+        sampler = LateStart(sampler, start=start)
     first = sampler.timesteps()[0]
     if first < schedule.num_timesteps:  # a start below T (genie.sampling.start)
         alpha_bar = float(schedule.alpha_bar[first])

@@ -38,13 +38,10 @@ from genie.config.cli import add_config_arguments, load_with_defaults
 from genie.config.distributed import check_shardable_keys
 from genie.data.atomic import remove_stale_temporaries
 from genie.data.structure_io import PDB_MAX_RESIDUES
-from genie.diffusion.schedule import DiffusionSchedule
 from genie.model.build import model_sizes
 from genie.model.compiled import maybe_compile
 from genie.model.memory import peak_bytes, require_memory
 from genie.sampling.chains import sample_seed
-from genie.sampling.ddim import DDIMSampler
-from genie.sampling.ddpm import DDPMSampler
 from genie.sampling.launch import SamplingLaunch, sampling_launch
 from genie.sampling.predictor import sample_chains
 from genie.sampling.provenance import (
@@ -54,10 +51,9 @@ from genie.sampling.provenance import (
     run_record,
     sample_record,
 )
-from genie.sampling.renoise import RenoiseSampler
-from genie.sampling.reverse import ReverseSampler, Samples
+from genie.sampling.reverse import Samples
+from genie.sampling.settings import build_sampler, describe_sampler, sampler_settings
 from genie.sampling.sharded import sample_sharded
-from genie.sampling.start import late_start
 from genie.sampling.writer import coordinate_problem, with_suffix, write_diverged, write_sample
 from genie.utils.cli import exit_status
 from genie.utils.paths import ensure_writable_dir
@@ -142,64 +138,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (a .ckpt file or a run folder)")
     return path
-
-
-def build_sampler(cfg: SampleConfig, schedule: DiffusionSchedule) -> ReverseSampler:
-    """The sampler the config names, on the model's schedule.
-
-    Raises:
-        ConfigError: a DDIM stride (``skipSteps``) not below the model's ``numTimesteps``, or a
-            ``startTimestep`` above it or below every visited timestep.
-    """
-    start = cfg.startTimestep
-    if start is not None and start > schedule.num_timesteps:
-        raise ConfigError(f"startTimestep {start} exceeds the model's numTimesteps "
-                          f"{schedule.num_timesteps}")  # fmt: skip
-    try:
-        if cfg.samplingStrategy == "ddpm":
-            sampler = DDPMSampler(schedule=schedule, temperature=cfg.temperature)
-        elif cfg.samplingStrategy == "renoise":
-            sampler = RenoiseSampler(
-                schedule=schedule, stride=cfg.skipSteps, temperature=cfg.temperature
-            )
-        else:
-            sampler = DDIMSampler(schedule=schedule, stride=cfg.skipSteps, eta=cfg.ddimEta,
-                                  temperature=cfg.temperature)  # fmt: skip
-        return late_start(sampler, start)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-
-
-def describe_sampler(cfg: SampleConfig, sampler: ReverseSampler) -> str:
-    """One phrase for the summary line, e.g. ``ddim, stride 100, 10 steps, η 0, γ 0.6`` (and
-    ``, from t = 950`` for a start below T)."""
-    steps = len(sampler.timesteps())
-    start = "" if cfg.startTimestep is None else f", from t = {sampler.timesteps()[0]}"
-    if cfg.samplingStrategy == "ddpm":
-        return f"ddpm, {steps} steps, γ {cfg.temperature:g}{start}"
-    stride = max(cfg.skipSteps, 1)
-    if cfg.samplingStrategy == "renoise":
-        return f"renoise, stride {stride}, {steps} steps, γ {cfg.temperature:g}{start}"
-    return (f"ddim, stride {stride}, {steps} steps, η {cfg.ddimEta:g}, "
-            f"γ {cfg.temperature:g}{start}")  # fmt: skip
-
-
-def sampler_settings(cfg: SampleConfig, trained: TrainedModel, sampler: ReverseSampler) -> dict:
-    """The settings of this run that change the samples, as the provenance records them."""
-    return {
-        "samplingStrategy": cfg.samplingStrategy,
-        "temperature": cfg.temperature,
-        "skipSteps": cfg.skipSteps,
-        "ddimEta": cfg.ddimEta,
-        "numTimesteps": trained.schedule.num_timesteps,
-        "steps": len(sampler.timesteps()),
-        "knnUpdateFrequency": cfg.knnUpdateFrequency,
-        "recentre": cfg.recentre,
-        "parametrisation": trained.parametrisation.describe(),
-        "modelOverrides": cfg.model_overrides(),
-        # only when set: records written before the key existed still match a start at T
-        **({} if cfg.startTimestep is None else {"startTimestep": cfg.startTimestep}),
-    }
 
 
 def resolve_device(name: str) -> torch.device:
@@ -353,8 +291,14 @@ def _sample(
     start = time.perf_counter()
     bar = tqdm(total=len(mine) * steps, desc=f"sampling on {device}", unit="step",
                dynamic_ncols=True, disable=not launch.leader)  # fmt: skip
+    taken = [0]  # reverse steps run (a late start takes fewer than planned)
+
+    def step_done(_done: int) -> None:
+        taken[0] += 1
+        bar.update(1)
+
     with bar, logging_redirect_tqdm():  # warnings print above the bar, not through it
-        for batch in mine:
+        for i, batch in enumerate(mine):
             keep = [_keeps_trajectory(cfg, job) for job in batch]
             options = dict(
                 schedule=trained.schedule,
@@ -364,16 +308,18 @@ def _sample(
                 seeds=[j.seed for j in batch],
                 device=device,
                 recentre=cfg.recentre,
+                start_share=cfg.startSignalShare,
                 knn_update_frequency=cfg.knnUpdateFrequency,
                 clear_cache_every=cfg.clearCacheEveryNSteps,
                 trajectory_every=cfg.trajectoryEvery if any(keep) else 0,
                 trajectory_chains=keep,
-                on_step=lambda _done: bar.update(1),
+                on_step=step_done,
             )
             if launch.sequence is None:
                 result = sample_chains(model, **options)
             else:
                 result = sample_sharded(model, group=launch.sequence, **options)
+            bar.update((i + 1) * steps - bar.n)  # the bar ends each batch where planned
             if not launch.writes:
                 continue
             _write_batch(cfg, run, batch, result, written, diverged)
@@ -382,7 +328,7 @@ def _sample(
     say(
         f"[genie] {describe_sampler(cfg, sampler)}: wrote {total_written} samples, "
         f"{total_diverged} diverged (not written) to {cfg.outputDirectory} in {elapsed:.1f} s "
-        f"({60 * len(todo) / elapsed:.2f} samples/min, {len(mine) * steps / elapsed:.1f} "
+        f"({60 * len(todo) / elapsed:.2f} samples/min, {taken[0] / elapsed:.1f} "
         "steps/s)"
     )
     return written

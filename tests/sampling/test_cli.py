@@ -131,6 +131,8 @@ def test_trajectory_limit_and_fragments(checkpoint, tmp_path, caplog):
         ([f"startTimestep={T + 1}"], f"startTimestep {T + 1} exceeds the model's numTimesteps {T}"),
         (["samplingStrategy=ddim", "skipSteps=4", "startTimestep=1"],
          "startTimestep 1 lies below every timestep the sampler visits"),
+        (["startTimestep=5", "startSignalShare=0.2"], "startTimestep and startSignalShare both"),
+        (["startSignalShare=1"], "startSignalShare must be below 1"),
     ],
 )  # fmt: skip
 def test_config_errors_are_reported(checkpoint, tmp_path, capsys, overrides, message):
@@ -201,3 +203,11 @@ def test_a_late_start_is_reported(checkpoint, tmp_path, capsys):
     assert "ddim, stride 3, 3 steps, η 0, γ 0.6, from t = 7" in capsys.readouterr().out
     records, _ = read_manifest(tmp_path)  # recorded, so a run from T does not reuse the files
     assert {r["sampler"]["startTimestep"] for r in records.values()} == {8}
+
+
+def test_a_start_from_a_signal_share_is_reported_and_recorded(checkpoint, tmp_path, capsys):
+    assert run(checkpoint, tmp_path, "samplingStrategy=ddim", "skipSteps=3",
+               "startSignalShare=0.5") == 0  # fmt: skip
+    assert "η 0, γ 0.6, from signal share 0.5: wrote 3 samples" in capsys.readouterr().out
+    records, _ = read_manifest(tmp_path)
+    assert {r["sampler"]["startSignalShare"] for r in records.values()} == {0.5}

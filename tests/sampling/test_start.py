@@ -18,7 +18,7 @@ from genie.sampling.ddpm import DDPMSampler
 from genie.sampling.predictor import sample_chains
 from genie.sampling.renoise import RenoiseSampler
 from genie.sampling.reverse import reverse_process
-from genie.sampling.start import LateStart, late_start, start_factors
+from genie.sampling.start import LateStart, late_start, share_start, signal_share, start_factors
 
 
 class Oracle:
@@ -128,3 +128,59 @@ def test_start_factors_must_match_the_batch():
                                                                6: torch.zeros(6, 3)})  # fmt: skip
     with pytest.raises(ValueError, match="start_factors"):
         reverse_process(oracle, sampler, chains, start_factors=[1.0])
+
+
+def brute_force_start(timesteps, alpha_bar, lengths, scales, share):
+    """The lowest visited t whose every chain's share ≤ c, from the definition (float64)."""
+    ok = []
+    for t in timesteps:
+        ab = float(alpha_bar[t])
+        shares = [ab * LENGTH_FIT(n) ** 2 / (ab * LENGTH_FIT(n) ** 2 + (1 - ab) * s**2)
+                  for n, s in zip(lengths, scales, strict=True)]  # fmt: skip
+        if max(shares) > share:
+            break
+        ok.append(t)
+    return ok[-1] if ok else timesteps[0]
+
+
+@pytest.mark.parametrize("stride", [1, 10])
+def test_share_start_against_the_definition(stride):
+    sched = DiffusionSchedule(num_timesteps=1000)
+    ts = list(range(1000, 0, -stride))
+    starts = {}
+    for n in (64, 128, 1024, 2048):
+        starts[n] = share_start(ts, sched.alpha_bar, [n], [1.0], share=0.2)
+        assert starts[n] == brute_force_start(ts, sched.alpha_bar, [n], [1.0], 0.2)
+        if stride == 1:  # the share crosses c between the start and the step after it
+            assert signal_share(float(sched.alpha_bar[starts[n] - 1]), length=n,
+                                noise_scale=1.0) > 0.2  # fmt: skip
+    order = [starts[n] for n in (64, 128, 1024, 2048)]  # longer chains start nearer T
+    assert order == sorted(order) and (stride > 1 or len(set(order)) == 4)
+    # a batch starts where its longest chain does; length-aware noise: the share is ᾱ itself
+    assert share_start(ts, sched.alpha_bar, [64, 2048], [1.0, 1.0], share=0.2) == starts[2048]
+    sigma = LENGTH_FIT(256)
+    assert signal_share(0.3, length=256, noise_scale=sigma) == pytest.approx(0.3, rel=1e-12)
+    with pytest.raises(ValueError, match="startSignalShare"):
+        share_start(ts, sched.alpha_bar, [64], [1.0], share=1.0)
+
+
+def test_sampling_from_a_signal_share_starts_each_batch_at_its_own_step():
+    sched = DiffusionSchedule(num_timesteps=1000)
+    sampler = DDIMSampler(schedule=sched, stride=100, eta=0.0, temperature=1.0)
+    starts = []
+    for n in (64, 4096):
+        oracle = Oracle(sched, {})
+        sample_chains(oracle, schedule=sched, parametrisation=Parametrisation(), sampler=sampler,
+                      lengths=[n], seeds=[1], start_share=0.6)  # fmt: skip
+        want = share_start(sampler.timesteps(), sched.alpha_bar, [n], [1.0], share=0.6)
+        first, x = oracle.inputs[0]
+        starts.append(want)
+        assert first == want and len(oracle.inputs) == len([t for t in sampler.timesteps()
+                                                            if t <= want])  # fmt: skip
+        z = ChainBatch(lengths=[n], seeds=[1]).normal()
+        if want == 1000:  # 4,096 residues: the share is above c at 900, so it starts at T, as Genie
+            assert torch.equal(x, z)
+            continue
+        ab = float(sched.alpha_bar[want])
+        assert_close(x, z * math.sqrt(ab * LENGTH_FIT(n) ** 2 + 1 - ab))
+    assert starts[0] < 1000 == starts[1]  # both branches ran
