@@ -43,7 +43,9 @@ def build_sampler(cfg: SampleConfig, schedule: DiffusionSchedule) -> ReverseSamp
 def describe_sampler(cfg: SampleConfig, sampler: ReverseSampler) -> str:
     """One phrase for the summary line, e.g. ``ddim, stride 100, 10 steps, η 0, γ 0.6`` (and
     ``, from t = 950`` for a start below T)."""
-    steps = len(sampler.timesteps())
+    steps: int | str = len(sampler.timesteps())
+    if cfg.startSignalShare is not None:
+        steps = f"≤ {steps}"  # each batch starts at its own step
     start = "" if cfg.startTimestep is None else f", from t = {sampler.timesteps()[0]}"
     if cfg.startSignalShare is not None:
         start = f", from signal share {cfg.startSignalShare:g}"
