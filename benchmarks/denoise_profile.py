@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from genie.diffusion.noise_scale import ca_std  # noqa: E402
 from genie.diffusion.parametrisation import centred  # noqa: E402
 from genie.training.module import load_module  # noqa: E402
 from genie.training.run import build_datamodule  # noqa: E402
@@ -43,10 +45,9 @@ TIMESTEPS = (1, 10, 50, 100, 200, 400, 600, 800, 900, 950, 1000)
 
 
 def radius_of_gyration(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``[b, n, 3]`` Å and ``[b, n]`` -> ``[b]`` Rg of each chain's real residues, Å."""
-    m = mask.to(x.dtype)[..., None]
-    c = centred(x, mask) * m
-    return ((c**2).sum((-1, -2)) / m.sum((-1, -2)).clamp_min(1.0)).sqrt()
+    """``[b, n, 3]`` Å and ``[b, n]`` -> ``[b]`` Rg of each chain's real residues, Å
+    (√3 times the per-axis Cα standard deviation, :func:`genie.diffusion.noise_scale.ca_std`)."""
+    return math.sqrt(3) * ca_std(x, mask)
 
 
 def profile_figures(
