@@ -48,7 +48,7 @@ from benchmarks.bench_data import make_batch  # noqa: E402
 from benchmarks.bench_measure import is_oom, time_steps  # noqa: E402
 from genie.config import load_config  # noqa: E402
 from genie.distributed import SequenceShards, check_shardable  # noqa: E402
-from genie.distributed.mesh import launched_mesh  # noqa: E402
+from genie.distributed.mesh import end_process_group, launched_mesh  # noqa: E402
 from genie.model.build import build_denoiser, build_parametrisation, build_schedule  # noqa: E402
 from genie.model.layout import using_layout  # noqa: E402
 from genie.training.module import GenieModule  # noqa: E402
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         row["status"] = "OOM"
     if dist.get_rank() == 0:
         print("RESULT " + json.dumps(row), flush=True)
-    dist.destroy_process_group()
+    end_process_group()
     return 0
 
 

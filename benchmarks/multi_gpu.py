@@ -124,9 +124,15 @@ def launch(n: int, script: str, args: list[str], timeout: float) -> tuple[int, s
     return done.returncode, done.stdout, done.stderr
 
 
+# lines of a failed launch's stderr that say why (torchrun's summary only names the signal)
+_CAUSE_MARKS = ("Error", "error:", "terminate called", "what():", "Exception", "Aborted")
+
+
 def _error_row(base: dict, status: int, stderr: str) -> dict:
-    tail = [line for line in stderr.strip().splitlines() if line.strip()][-8:]
-    return {**base, "status": f"error: exit {status}", "stderr_tail": tail}
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    causes = [line for line in lines if any(mark in line for mark in _CAUSE_MARKS)][-8:]
+    return {**base, "status": f"error: exit {status}", "stderr_causes": causes,
+            "stderr_tail": lines[-8:]}  # fmt: skip
 
 
 def run_scaling(args, n: int, length: int, compression: float | None, work: Path) -> dict:
@@ -313,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             row = run_sharded(args, part, n, length, work)
         row["date"] = datetime.date.today().isoformat()
         failed |= row["status"].startswith("error")
-        for line in row.get("stderr_tail", []):
+        shown = row.get("stderr_causes", [])
+        for line in [*shown, *(x for x in row.get("stderr_tail", []) if x not in shown)]:
             print(f"    {line}", flush=True)
         new.append(row)
         rows = derive(merge_rows(old, new))

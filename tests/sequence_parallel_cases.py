@@ -19,6 +19,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from helpers import SPARSE_TINY, denoiser_batch, randomize_
 
+from genie.distributed.mesh import end_process_group
+
 SPARSE = ["useSparseKNN=True", "useFlashMode=True", "knnStrategy=hybrid", "useLocalEdgeBias=True",
           "useSpatialBias=True"]  # fmt: skip
 MODELS = {
@@ -56,9 +58,11 @@ def _entry(rank: int, fn: Callable[..., Any], world: int, folder: str, args: tup
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
         result = fn(rank, world, *args)
-    finally:
-        if dist.is_initialized():  # (Lightning's teardown may have destroyed it)
+    except BaseException:
+        if dist.is_initialized():
             dist.destroy_process_group()
+        raise
+    end_process_group()  # (Lightning's teardown may have destroyed it already)
     torch.save(result, Path(folder) / f"rank{rank}.pt")
 
 

@@ -47,3 +47,16 @@ def launched_mesh(*, sequence_shards: int, device: torch.device) -> DeviceMesh:
             dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
     return build_device_mesh(world_size=dist.get_world_size(), sequence_shards=sequence_shards,
                              device_type=device.type)  # fmt: skip
+
+
+def end_process_group() -> None:
+    """Destroy the default process group once every process has reached this point (call it
+    on the way out of a run that ended normally: a process that failed may never get there).
+
+    Without the barrier a process that finishes first closes its gloo connections while a peer
+    still tears its own down, and the peer can abort (SIGABRT, "connection closed by peer")."""
+    if not dist.is_initialized():
+        return
+    if dist.get_world_size() > 1:
+        dist.barrier()
+    dist.destroy_process_group()

@@ -92,7 +92,7 @@ def sampling_launch(
     if not sequence_parallel:
         yield SamplingLaunch(device=device)
         return
-    from genie.distributed.mesh import launched_mesh
+    from genie.distributed.mesh import end_process_group, launched_mesh
 
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -100,6 +100,9 @@ def sampling_launch(
     try:
         yield SamplingLaunch(device=device,
                              mesh=launched_mesh(sequence_shards=shards, device=device))  # fmt: skip
-    finally:
+    except BaseException:  # no barrier: the other processes may never reach one
         if created and dist.is_initialized():
             dist.destroy_process_group()
+        raise
+    if created:
+        end_process_group()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.multi_gpu import derive, merge_rows, table
+from benchmarks.multi_gpu import _error_row, derive, merge_rows, table
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,6 +45,19 @@ def test_a_rerun_replaces_its_rows_and_keeps_the_others():
     merged = merge_rows(old, new)
     assert [(r["part"], r["processes"], r.get("median_step_s")) for r in merged] == [
         ("scaling", 2, None), ("sharded", 1, 2.0), ("sharded", 2, 1.2)]  # fmt: skip
+
+
+def test_a_failed_launch_keeps_why_not_only_torchruns_summary():
+    stderr = "\n".join(["[rank1]: terminate called after throwing 'gloo::IoException'",
+                        "[rank1]:   what():  Connection closed by peer", *["=" * 20] * 12,
+                        "traceback : Signal 6 (SIGABRT) received by PID 7"])  # fmt: skip
+    row = _error_row({"part": "sampling"}, 1, stderr)
+    assert row["status"] == "error: exit 1"
+    assert [line.split("]:")[1].split()[0] for line in row["stderr_causes"]] == [
+        "terminate",
+        "what():",
+    ]
+    assert row["stderr_tail"][-1].startswith("traceback") and len(row["stderr_tail"]) == 8
 
 
 def test_sharded_sampling_on_two_cpu_processes_equals_one(tmp_path):
