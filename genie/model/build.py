@@ -1,4 +1,5 @@
-"""The model builder: the one module of :mod:`genie.model` that reads the config.
+"""The model builder: with :mod:`genie.model.build_structure` (the structure stack), the one
+place of :mod:`genie.model` that reads the config.
 
 Every model toggle of :class:`~genie.config.GenieConfig` is interpreted here, once, and turned
 into keyword arguments of the parts; the parts never see the config. ``docs/ARCHITECTURE.md``
@@ -7,8 +8,8 @@ lists every key with the function below that reads it.
     s       = SingleFeatureNet(residue index, t)                    _single_features
     encoder = Dense | Factor | Sparse PairEncoder                  _pair_encoder
               (features, PairStack of that representation's layers)
-    attn    = IPA | FlashIPA | FlashIPA + local edge attention      _attention
-    trunk   = StructureNet(structure layers around attn, mHC)       _structure_net
+    attn    = IPA | FlashIPA | FlashIPA + local edge attention      build_structure._attention
+    trunk   = StructureNet(structure layers around attn, mHC)       build_structure.structure_net
 
 One layer-checkpointing policy and one weight-sharing rule serve every stack of a model.
 Parts are constructed in a fixed order (single features, pair encoder, structure), so a seed
@@ -28,6 +29,7 @@ from genie.config import ConfigError, GenieConfig
 from genie.diffusion.noise_scale import NoiseScale
 from genie.diffusion.parametrisation import Parametrisation
 from genie.diffusion.schedule import DiffusionSchedule
+from genie.model.build_structure import structure_net
 from genie.model.denoiser import GenieDenoiser
 from genie.model.dense.encoder import DensePairEncoder
 from genie.model.dense.features import PairFeatureNet
@@ -43,9 +45,7 @@ from genie.model.factor.environment import KnnEnvironmentFeatures
 from genie.model.factor.features import PairFactorNet
 from genie.model.factor.layer import FactorPairLayer
 from genie.model.layers.single_features import SingleFeatureNet
-from genie.model.layers.transition import Transition
 from genie.model.memory import ModelSizes
-from genie.model.protocols import StructureAttention
 from genie.model.self_condition import (
     DenseSelfCondition,
     EdgeSelfCondition,
@@ -56,13 +56,6 @@ from genie.model.sparse.encoder import SparsePairEncoder
 from genie.model.sparse.features import EdgeFeatureNet, EdgePooling
 from genie.model.sparse.layer import SparsePairLayer
 from genie.model.stack import PairStack
-from genie.model.structure.flash_ipa import FlashIPA
-from genie.model.structure.hyper_connections import HyperConnectionOptions
-from genie.model.structure.hyper_layer import HyperStructureLayer
-from genie.model.structure.ipa import InvariantPointAttention
-from genie.model.structure.layer import StructureLayer
-from genie.model.structure.local_attention import LocalEdgeAttention, SparseFlashIPA
-from genie.model.structure.stack import StructureNet
 from genie.utils.checkpointing import (
     AdaptiveCheckpointing,
     LayerCheckpointing,
@@ -94,7 +87,7 @@ def build_denoiser(cfg: GenieConfig, *, announce: bool = True) -> GenieDenoiser:
     checkpointing = layer_checkpointing(cfg)  # one policy for every stack
     sharing = layer_sharing(cfg)
     pair_encoder, c_pair = _pair_encoder(cfg, checkpointing, sharing)
-    structure = _structure_net(cfg, c_pair, checkpointing, sharing)
+    structure = structure_net(cfg, c_pair, checkpointing, sharing)
     model = GenieDenoiser(single_features=single, pair_encoder=pair_encoder, structure=structure)
     if announce:
         log.info("model: %s distinct trainable parameters", f"{model.num_parameters():,}")
@@ -130,13 +123,6 @@ def uses_knn_environment_features(cfg: GenieConfig) -> bool:
     if cfg.useKnnEnvironmentFeatures is None:
         return cfg.useFlashMode and cfg.useFactorizedPairs
     return cfg.useKnnEnvironmentFeatures
-
-
-def uses_factor_transitions(cfg: GenieConfig) -> bool:
-    """``useFactorTransitions`` (None: on for FlashIPA models)."""
-    if cfg.useFactorTransitions is None:
-        return cfg.useFlashMode
-    return cfg.useFactorTransitions
 
 
 # --- shared policies ---------------------------------------------------------------------------
@@ -338,89 +324,6 @@ def _sparse_encoder(
         pooling=EdgePooling(c_s=c_s, c_p=c_p, c_f=cfg.pairFactorDim, rank=cfg.zFactorRank),
         graph=_graph_options(cfg),
         self_condition=_self_condition(cfg, lambda: EdgeSelfCondition(c_p)),
-    )
-
-
-# --- structure stack -----------------------------------------------------------------------------
-
-
-def _attention(cfg: GenieConfig, c_pair: int) -> Callable[[], StructureAttention]:
-    """A function that builds one structure layer's attention: FlashIPA over the pair factors
-    (``useFlashMode``; with ``useSparseKNN`` over factors pooled from the edges, plus the local
-    edge attention of ``useLocalEdgeBias``), or dense IPA over dense or factorised pairs
-    (``ipaChunkSize``)."""
-    sizes = dict(
-        c_s=cfg.singleFeatureDimension,
-        c_hidden=cfg.ipaHiddenDimension,
-        n_heads=cfg.structureEncoderHeads,
-        n_qk_points=cfg.ipaNumQkPoints,
-        n_v_points=cfg.ipaNumVPoints,
-    )
-    if not cfg.useFlashMode:
-        return lambda: InvariantPointAttention(c_p=c_pair, chunk_size=cfg.ipaChunkSize, **sizes)
-
-    def flash() -> FlashIPA:
-        return FlashIPA(
-            c_f=c_pair, rank=cfg.zFactorRank, qk_dtype=cfg.flashQKDtype,
-            backend=cfg.flashBackend, use_fa3=cfg.useFlashAttn3, **sizes,
-        )  # fmt: skip
-
-    if not cfg.useSparseKNN:
-        return flash
-
-    def sparse() -> SparseFlashIPA:
-        local = None  # built before FlashIPA (the construction order of the weights)
-        if cfg.useLocalEdgeBias:
-            local = LocalEdgeAttention(
-                c_s=sizes["c_s"], c_p=cfg.pairFeatureDimension, c_hidden=sizes["c_hidden"],
-                n_heads=sizes["n_heads"],
-                spatial_range=cfg.spatialBiasRange if cfg.useSpatialBias else None,
-            )  # fmt: skip
-        return SparseFlashIPA(flash=flash(), local=local, chunk_size=cfg.sparseChunkSize)
-
-    return sparse
-
-
-def _structure_net(
-    cfg: GenieConfig, c_pair: int, checkpointing: LayerCheckpointing, sharing: LayerSharing
-) -> StructureNet:
-    """``structureEncoderDepth`` layers (mHC hyper-connections with ``useMHCMode``), applied
-    ``numStructureBlocks`` times, with factor transitions between them
-    (``useFactorTransitions``); the transitions share weights with the layers' grouping."""
-    n_layers = cfg.structureEncoderDepth
-    transitions = None
-    if uses_factor_transitions(cfg):
-        transitions = sharing.layers(
-            lambda i: Transition(c=c_pair, expansion=cfg.pairTransitionN), n_layers - 1
-        )
-    make_attention = _attention(cfg, c_pair)
-    layer_sizes = dict(
-        c_s=cfg.singleFeatureDimension,
-        ipa_dropout=cfg.ipaDropout,
-        n_transition_layers=cfg.numStructureTransitionLayers,
-        transition_dropout=cfg.structureTransitionDropout,
-    )
-    hyper = None
-    if cfg.useMHCMode:
-        hyper = HyperConnectionOptions(expansion_rate=cfg.mhcExpansionRate,
-                                       sinkhorn_iters=cfg.mhcSinkhornIters,
-                                       alpha_init=cfg.mhcAlphaInit)  # fmt: skip
-
-        def make_layer(i: int) -> nn.Module:
-            return HyperStructureLayer(ipa=make_attention(), hyper=hyper, layer_index=i,
-                                       **layer_sizes)  # fmt: skip
-    else:
-
-        def make_layer(i: int) -> nn.Module:
-            return StructureLayer(ipa=make_attention(), **layer_sizes)
-
-    return StructureNet(
-        layers=sharing.layers(make_layer, n_layers),
-        c_p=c_pair,
-        n_blocks=cfg.numStructureBlocks,
-        expansion_rate=hyper.expansion_rate if hyper else None,
-        factor_transitions=transitions,
-        checkpointing=checkpointing,
     )
 
 
