@@ -167,7 +167,7 @@ def record_samples(folder: str | Path, records: Mapping[str, Mapping[str, Any]])
 
 
 class PlannedSample(Protocol):
-    """A sample a run plans (:class:`genie.sampling.run.SampleJob`)."""
+    """A sample a run plans (:class:`genie.sampling.jobs.SampleJob`)."""
 
     stem: Path  # output path without suffix; its name keys the manifest
     seed: int
