@@ -19,6 +19,7 @@ from helpers import REPO, write_tiny_checkpoint
 from genie.checkpoint import read_checkpoint
 from genie.data.atomic import remove_stale_temporaries, temporary_sibling
 from genie.sampling import run as sampling_run
+from genie.sampling.chains import sample_seed
 from genie.sampling.provenance import read_manifest
 from genie.sampling.run import main
 
@@ -78,7 +79,7 @@ def test_a_diverged_chain_is_reported_and_not_written(
         assert main(arguments(checkpoint, tmp_path, *options)) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert "wrote 2 samples, 1 diverged (not written)" in summary
-    seed = sampling_run.sample_seed(0, 8, 0)
+    seed = sample_seed(0, 8, 0)
     assert (
         f"t_L8_0000 diverged (length 8, seed {seed}): 8 of 8 residues have NaN or infinite "
         "coordinates; not written" in caplog.text
