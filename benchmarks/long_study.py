@@ -152,6 +152,10 @@ ARMS = {
                      "selfConditionGraph=True", "randomNeighbors=16"),
                     {"renoise": RENOISE, "ddim": DDIM},
                     "all of them, the graph searched on the self-conditioned x̂0"),
+    # Group 3: the budget question. Today's recipe alone on the GPU and compiled (a speed-up of
+    # the same recipe), 16 epochs (4 per curriculum stage), the 25 GPU-minutes.
+    "today_long": Arm(("numEpochs=16", "compileModel=default"), {"ddim_late": DDIM_LATE},
+                      "today's recipe, alone on the GPU, compiled, 16 epochs, 25 minutes"),
 }  # fmt: skip
 
 
