@@ -152,10 +152,13 @@ ARMS = {
                      "selfConditionGraph=True", "randomNeighbors=16"),
                     {"renoise": RENOISE, "ddim": DDIM},
                     "all of them, the graph searched on the self-conditioned x̂0"),
-    # Group 3: the budget question. Today's recipe alone on the GPU and compiled (a speed-up of
-    # the same recipe), 16 epochs (4 per curriculum stage), the 25 GPU-minutes.
-    "today_long": Arm(("numEpochs=16", "compileModel=default"), {"ddim_late": DDIM_LATE},
-                      "today's recipe, alone on the GPU, compiled, 16 epochs, 25 minutes"),
+    # Group 3: the budget question. Today's recipe alone on the GPU, eager, 8 epochs (2 per
+    # curriculum stage), the training minutes one session's calls hold on one warm machine; its
+    # late-start set also at strides 5 and 20 (200 and 50 model calls), the fewest-steps question.
+    "today_long": Arm(("numEpochs=8",),
+                      {"ddim_late": DDIM_LATE, "ddim_late_s5": (*DDIM_LATE, "skipSteps=5"),
+                       "ddim_late_s20": (*DDIM_LATE, "skipSteps=20")},
+                      "today's recipe, alone on the GPU, eager, 8 epochs, one session's minutes"),
 }  # fmt: skip
 
 
