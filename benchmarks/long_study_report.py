@@ -108,34 +108,47 @@ def collect(work: Path) -> tuple[dict[int, list[dict[str, Any]]], dict[str, Any]
     return per_length, reference, points
 
 
+def arm_of(name: str) -> str:
+    """The arm a sample set belongs to (the longest arm name that prefixes the set's)."""
+    return max((arm for arm in ARMS if name.startswith(f"{arm}_")), key=len, default=name)
+
+
 def plot(points: dict[str, list[tuple[int, float]]], path: Path) -> None:
-    """Rg against L (log-log): each set's mean ± sd per length, the reference chains, the fit."""
+    """Rg against L (log-log): each set's mean ± sd per length (a colour per arm, a marker and
+    line style per set of that arm), the reference chains, the fit."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.8))
     ref = np.array(points.get("reference", []), dtype=float).reshape(-1, 2)
     if len(ref):
         ax.scatter(ref[:, 0], ref[:, 1], s=4, color="0.7", label="real chains (reference)")
     grid = np.geomspace(10, 4096, 100)
     ax.plot(grid, [fit_rg(n) for n in grid], "k--", label="real-chain fit √3·σ(L)")
-    for name, pts in points.items():
-        if name == "reference" or not pts:
-            continue
-        arr = np.array(pts, dtype=float)
+    sets = [name for name, pts in points.items() if name != "reference" and pts]
+    arms = list(dict.fromkeys(arm_of(name) for name in sets))
+    colours = plt.get_cmap("tab10")
+    styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-.")]
+    seen: dict[str, int] = {}
+    for name in sets:
+        arm = arm_of(name)
+        marker, line = styles[seen.setdefault(arm, 0) % len(styles)]
+        seen[arm] += 1
+        arr = np.array(points[name], dtype=float)
         lengths = np.unique(arr[:, 0])
         means = [arr[arr[:, 0] == n, 1].mean() for n in lengths]
         sds = [arr[arr[:, 0] == n, 1].std() for n in lengths]
-        ax.errorbar(lengths, means, yerr=sds, marker="o", ms=3, capsize=2, label=name)
+        ax.errorbar(lengths, means, yerr=sds, marker=marker, ls=line, ms=4, capsize=2,
+                    color=colours(arms.index(arm) % 10), label=name)  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("chain length L (residues)")
     ax.set_ylabel("radius of gyration (Å)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
