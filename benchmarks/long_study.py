@@ -111,18 +111,30 @@ COMMON = (
     "warmupEpochs=0.5", "validationSize=8", "validateEveryEpochs=2", "numWorkers=2",
     "logSamplesEveryEpochs=0", "compileModel=off",
 )  # fmt: skip
+
+
+def with_keys(base: tuple[str, ...], *keys: str) -> tuple[str, ...]:
+    """``base`` with ``keys`` (``"k=v"``) put in place of its entries for the same key."""
+    names = {key.split("=", 1)[0] for key in keys}
+    return (*(key for key in base if key.split("=", 1)[0] not in names), *keys)
+
+
 # Samplers: 100 model calls each (stride 10 over the 1,000 timesteps), so that every set of an
 # arm fits one call; DDIM with η = 1 is DDPM's ancestral sampler on the coarser grid
-# (docs/QUALITY.md: at stride 2 it reproduced DDPM's figures).
-DDIM_SHIPPED = ("samplingStrategy=ddim", "skipSteps=10", "ddimEta=1.0", "temperature=0.6")
-DDIM = ("samplingStrategy=ddim", "skipSteps=10", "ddimEta=1.0", "temperature=1.0", "recentre=True")
+# (docs/QUALITY.md: at stride 2 it reproduced DDPM's figures). Every set names each sampler key
+# that SAMPLE_CONFIG sets, so that its defaults (since the study: a late start) change no set.
+FROM_T = ("startSignalShare=none", "recentre=False")
+DDIM_G06 = ("samplingStrategy=ddim", "skipSteps=10", "ddimEta=1.0", "temperature=0.6", *FROM_T)
+DDIM = ("samplingStrategy=ddim", "skipSteps=10", "ddimEta=1.0", "temperature=1.0",
+        "startSignalShare=none", "recentre=True")  # fmt: skip
 # ε models: the same, started where the real-chain signal is 0.2 of the start's variance
 # (startSignalShare, genie/sampling/start.py; unit noise at stride 10: t = 970 at 128 residues,
 # 990 at 2,048): group 1's denoising profile had ε's x̂0 good up to t = 950 and hundreds of Å
 # off at t = T alone, and a CPU pilot's best fixed starts (950 at 64 residues, 970 at 128) had
 # signal shares of 0.23 and 0.15 (docs/QUALITY.md).
-DDIM_LATE = (*DDIM, "startSignalShare=0.2")
-RENOISE = ("samplingStrategy=renoise", "skipSteps=10", "temperature=1.0", "recentre=True")
+DDIM_LATE = with_keys(DDIM, "startSignalShare=0.2")
+RENOISE = ("samplingStrategy=renoise", "skipSteps=10", "ddimEta=0", "temperature=1.0",
+           "startSignalShare=none", "recentre=True")  # fmt: skip
 SAMPLE_COMMON = ("compileModel=off",)  # eager: five lengths would capture five sets of graphs
 
 
@@ -136,7 +148,7 @@ class Arm:
 
 
 ARMS = {
-    "today": Arm((), {"ddim_g06": DDIM_SHIPPED, "ddim": DDIM, "ddim_late": DDIM_LATE},
+    "today": Arm((), {"ddim_g06": DDIM_G06, "ddim": DDIM, "ddim_late": DDIM_LATE},
                  "train_stage3v2.config as shipped: unit noise, ε, no self-conditioning, no "
                  "random edges"),
     "length": Arm(("noiseScale=length",), {"ddim": DDIM, "ddim_late": DDIM_LATE},
@@ -156,8 +168,8 @@ ARMS = {
     # curriculum stage), the training minutes one session's calls hold on one warm machine; its
     # late-start set also at strides 5 and 20 (200 and 50 model calls), the fewest-steps question.
     "today_long": Arm(("numEpochs=8",),
-                      {"ddim_late": DDIM_LATE, "ddim_late_s5": (*DDIM_LATE, "skipSteps=5"),
-                       "ddim_late_s20": (*DDIM_LATE, "skipSteps=20")},
+                      {"ddim_late": DDIM_LATE, "ddim_late_s5": with_keys(DDIM_LATE, "skipSteps=5"),
+                       "ddim_late_s20": with_keys(DDIM_LATE, "skipSteps=20")},
                       "today's recipe, alone on the GPU, eager, 8 epochs, one session's minutes"),
 }  # fmt: skip
 

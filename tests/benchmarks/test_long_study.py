@@ -133,3 +133,29 @@ def test_unknown_arm_is_a_one_line_error(tmp_path):
                str(tmp_path), "--arms", "today,bogus", "eval"]  # fmt: skip
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "bogus" in done.stderr and "Traceback" not in done.stderr
+
+
+SAMPLER_KEYS = ("samplingStrategy", "skipSteps", "ddimEta", "temperature", "startSignalShare",
+                "recentre")  # fmt: skip
+
+
+def test_every_sample_set_means_the_same_under_any_sample_config(tmp_path):
+    """A set's sampler is its own keys: the study's sample config (whose defaults changed with
+    the study) and an empty one give the same sampler settings."""
+    sys.path.insert(0, str(REPO))
+    from benchmarks.long_study import ARMS, SAMPLE_CONFIG, sample_sets
+    from genie.config import load_sample_config
+
+    empty = tmp_path / "empty.config"
+    empty.write_text("name x\n")
+    for _, name, keys in sample_sets(list(ARMS)):
+        study_config = load_sample_config(REPO / SAMPLE_CONFIG, keys)
+        plain = load_sample_config(empty, keys)
+        for key in SAMPLER_KEYS:
+            assert getattr(study_config, key) == getattr(plain, key), (name, key)
+    late = load_sample_config(
+        empty, dict((n, k) for _, n, k in sample_sets(["today"]))["today_ddim_late"]
+    )
+    assert late.startSignalShare == 0.2 and late.recentre
+    from_t = load_sample_config(REPO / SAMPLE_CONFIG, sample_sets(["today"])[0][2])
+    assert from_t.startSignalShare is None and not from_t.recentre and from_t.temperature == 0.6
