@@ -125,16 +125,14 @@ def with_keys(base: tuple[str, ...], *keys: str) -> tuple[str, ...]:
 # that SAMPLE_CONFIG sets, so that its defaults (since the study: a late start) change no set.
 FROM_T = ("startSignalShare=none", "recentre=False")
 DDIM_G06 = ("samplingStrategy=ddim", "skipSteps=10", "ddimEta=1.0", "temperature=0.6", *FROM_T)
-DDIM = ("samplingStrategy=ddim", "skipSteps=10", "ddimEta=1.0", "temperature=1.0",
-        "startSignalShare=none", "recentre=True")  # fmt: skip
+DDIM = with_keys(DDIM_G06, "temperature=1.0", "recentre=True")
 # ε models: the same, started where the real-chain signal is 0.2 of the start's variance
 # (startSignalShare, genie/sampling/start.py; unit noise at stride 10: t = 970 at 128 residues,
 # 990 at 2,048): group 1's denoising profile had ε's x̂0 good up to t = 950 and hundreds of Å
 # off at t = T alone, and a CPU pilot's best fixed starts (950 at 64 residues, 970 at 128) had
 # signal shares of 0.23 and 0.15 (docs/QUALITY.md).
 DDIM_LATE = with_keys(DDIM, "startSignalShare=0.2")
-RENOISE = ("samplingStrategy=renoise", "skipSteps=10", "ddimEta=0", "temperature=1.0",
-           "startSignalShare=none", "recentre=True")  # fmt: skip
+RENOISE = with_keys(DDIM, "samplingStrategy=renoise", "ddimEta=0")
 SAMPLE_COMMON = ("compileModel=off",)  # eager: five lengths would capture five sets of graphs
 
 

@@ -153,9 +153,8 @@ def test_every_sample_set_means_the_same_under_any_sample_config(tmp_path):
         plain = load_sample_config(empty, keys)
         for key in SAMPLER_KEYS:
             assert getattr(study_config, key) == getattr(plain, key), (name, key)
-    late = load_sample_config(
-        empty, dict((n, k) for _, n, k in sample_sets(["today"]))["today_ddim_late"]
-    )
+    today = {name: keys for _, name, keys in sample_sets(["today"])}
+    late = load_sample_config(empty, today["today_ddim_late"])
     assert late.startSignalShare == 0.2 and late.recentre
-    from_t = load_sample_config(REPO / SAMPLE_CONFIG, sample_sets(["today"])[0][2])
+    from_t = load_sample_config(REPO / SAMPLE_CONFIG, today["today_ddim_g06"])
     assert from_t.startSignalShare is None and not from_t.recentre and from_t.temperature == 0.6
