@@ -14,15 +14,18 @@ from genie.sampling.run import main
 ENTRY_POINT = REPO / "sample" / "sample_ultralong.py"
 SPARSE = [*SPARSE_TINY, "useSparseKNN=True", "useFlashMode=True", "useLocalEdgeBias=True",
           "useSpatialBias=True", "knnStrategy=hybrid"]  # fmt: skip
-# DDIM with η = 1 injects fresh noise at every step; lengths not divisible by the shards
+# DDIM with η = 1 injects fresh noise at every step; lengths not divisible by the shards; a
+# start below T as the long-chain sample configs have (share 0.9 on this 10-step schedule: t = 8;
+# its start factors scale the sharded x_T)
 KEYS = ["sampleLengths 23,30", "samplesPerLength 2", "samplingStrategy ddim", "skipSteps 2",
-        "ddimEta 1.0", "recentre True", "device cpu", "name t"]  # fmt: skip
+        "ddimEta 1.0", "recentre True", "startSignalShare 0.9", "device cpu",
+        "name t"]  # fmt: skip
 FILES = [f"t_L{n}_{i:04d}.pdb" for n in (23, 30) for i in (0, 1)]
 
 
-def _config(folder, checkpoint, out, *keys: str):
+def _config(folder, checkpoint, out, *keys: str, base=KEYS):
     path = folder / f"{out}.config"
-    lines = [f"checkpoint {checkpoint}", f"outputDirectory {folder / out}", *KEYS, *keys]
+    lines = [f"checkpoint {checkpoint}", f"outputDirectory {folder / out}", *base, *keys]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -33,6 +36,9 @@ def runs(tmp_path_factory):
     checkpoint = write_tiny_checkpoint(folder / "sparse.ckpt", timesteps=10, model=SPARSE)
     one = _config(folder, checkpoint, "one", "batchSize 2")
     assert main(["--config", str(one)]) == 0
+    at_t = [key for key in KEYS if not key.startswith("startSignalShare")]
+    from_t = _config(folder, checkpoint, "from_t", "batchSize 2", base=at_t)
+    assert main(["--config", str(from_t)]) == 0
     launches = {
         "shards": ("batchSize 2", "useSequenceParallelism True", "numSequenceShards 2"),
         "data": ("batchSize 1", "useSequenceParallelism True", "numSequenceShards 1"),
@@ -55,6 +61,12 @@ def test_torchrun_sampling_writes_the_files_of_one_process(runs, launch):
         assert (folder / launch / name).read_bytes() == (folder / "one" / name).read_bytes(), name
     manifest = json.loads((folder / launch / "provenance.json").read_text())["samples"]
     assert sorted(manifest) == sorted(name.removesuffix(".pdb") for name in FILES)
+
+
+def test_the_start_below_t_took_effect(runs):
+    folder, _ = runs
+    assert all((folder / "from_t" / n).read_bytes() != (folder / "one" / n).read_bytes()
+               for n in FILES)  # fmt: skip
 
 
 def test_a_rerun_under_torchrun_finds_every_sample_written(runs):
