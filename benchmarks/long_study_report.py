@@ -31,7 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.long_study import ARMS, RESULTS  # noqa: E402
+from benchmarks.long_study import ARMS, RESULTS, sample_sets  # noqa: E402
 from benchmarks.long_study_files import describe  # noqa: E402
 from benchmarks.quality_report import sample_figures  # noqa: E402
 from genie.diffusion.noise_scale import LENGTH_FIT  # noqa: E402
@@ -108,11 +108,6 @@ def collect(work: Path) -> tuple[dict[int, list[dict[str, Any]]], dict[str, Any]
     return per_length, reference, points
 
 
-def arm_of(name: str) -> str:
-    """The arm a sample set belongs to (the longest arm name that prefixes the set's)."""
-    return max((arm for arm in ARMS if name.startswith(f"{arm}_")), key=len, default=name)
-
-
 def plot(points: dict[str, list[tuple[int, float]]], path: Path) -> None:
     """Rg against L (log-log): each set's mean ± sd per length (a colour per arm, a marker and
     line style per set of that arm), the reference chains, the fit."""
@@ -129,12 +124,13 @@ def plot(points: dict[str, list[tuple[int, float]]], path: Path) -> None:
     grid = np.geomspace(10, 4096, 100)
     ax.plot(grid, [fit_rg(n) for n in grid], "k--", label="real-chain fit √3·σ(L)")
     sets = [name for name, pts in points.items() if name != "reference" and pts]
-    arms = list(dict.fromkeys(arm_of(name) for name in sets))
+    arm_of = {name: arm for arm, name, _ in sample_sets(list(ARMS))}
+    arms = list(dict.fromkeys(arm_of.get(name, name) for name in sets))
     colours = plt.get_cmap("tab10")
     styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-.")]
     seen: dict[str, int] = {}
     for name in sets:
-        arm = arm_of(name)
+        arm = arm_of.get(name, name)
         marker, line = styles[seen.setdefault(arm, 0) % len(styles)]
         seen[arm] += 1
         arr = np.array(points[name], dtype=float)
