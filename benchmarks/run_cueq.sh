@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cuEquivariance's fused triangle kernels on one GPU: their tests, the layer benchmark and the
-# baseline's training/sampling step with each triangleKernel (see benchmarks/README.md). Installs
+# baseline's eager training/sampling step with each triangleKernel (see benchmarks/README.md). Installs
 # nothing: the packages are read from --target (a folder made with pip install --target).
 #   bash benchmarks/run_cueq.sh --target DIR --out OUT_DIR [--commit C] [--lengths 256,512,1024]
 #                               [--parts tests,layers,step]
@@ -50,6 +50,7 @@ if has step; then
   for kernel in reference cuequivariance; do
     python3 benchmarks/bench_step.py --config configs/train_baseline.config \
       --lengths "$lengths" --modes train,sample --set "triangleKernel=$kernel" \
+      --set compileModel=off \
       --git-commit "$commit" --out "$out/step_$kernel.json" > "$out/step_$kernel.log" 2>&1 \
       || status=1
     tail -n "$(( 2 * $(tr ',' '\n' <<<"$lengths" | wc -l) + 1 ))" "$out/step_$kernel.log"
