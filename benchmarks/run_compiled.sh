@@ -9,10 +9,14 @@
 #                prints its failures: keep it below any outer limit)
 #       train    stage 3 V2 and stage 4 training steps at L = 1,024: off, default (then
 #                reduce-overhead)
-#       long     stage 3 V2 training step at L = 16,384: off and default
-#       sample   whole reverse processes: 1,000 residues (DDIM stride 10 = 100 model calls, and
-#                DDPM, batch 1 and 8) and 16,384 residues (DDIM stride 10), eager and
-#                graph-captured
+#       long     stage 3 V2 training step at L = 16,384: default, then off (the first compiled
+#                step compiles 16 chunks of 1,024 residues: several minutes, see CHILD_LIMIT)
+#       sample   whole reverse processes of 1,000 residues: DDIM stride 10 (100 model calls)
+#                eager and graph-captured, batch 1 and 8, then DDPM graph-captured, batch 1
+#                and 8
+#       sample16k  16,384 residues, DDIM stride 10, graph-captured, then eager
+# Every row is a bench_step.py child, killed after CHILD_LIMIT seconds (default 560: a cold
+# compile at 16,384 takes minutes; bench_step's own default, 300 s, would cut it off).
 #       genie    the dense baseline's training step (off, default) beside the original Genie's
 #                (aqlaboratory/genie, exported to .original_genie/), TF32 both, L = 256-1,024
 set -uo pipefail
@@ -24,12 +28,19 @@ bench() {  # NAME CONFIG LENGTHS MODES [extra bench_step arguments]
   local name=$1 config=$2 lengths=$3 modes=$4
   shift 4
   python3 benchmarks/bench_step.py --config "$config" --lengths "$lengths" --modes "$modes" \
-    --device cuda --git-commit "$commit" --set useProgressiveTraining=False "$@" \
+    --device cuda --git-commit "$commit" --set useProgressiveTraining=False \
+    --timeout-per-length "${CHILD_LIMIT:-560}" "$@" \
     --out "$out/$name.json" > "$out/$name.log" 2>&1
   echo "== $name ($SECONDS s)"
   grep -E "^\s*[0-9]+ .*(ok|OOM|error)" "$out/$name.log" || tail -n 5 "$out/$name.log"
 }
 s3=configs/train_stage3v2.config s4=configs/train_stage4.config base=configs/train_baseline.config
+rev() {  # NAME LENGTH SAMPLER MODE [extra]: one whole reverse process of stage 3 V2
+  local name=$1 length=$2 sampler=$3 mode=$4
+  shift 4
+  bench "$name" $s3 "$length" reverse --sampler "$sampler" --set compileModel="$mode" \
+    --warmup 0 --repeat 1 "$@"
+}
 for part in "$@"; do
   case $part in
     tests)
@@ -51,23 +62,18 @@ print('cuequivariance:', u() or 'imports')" 2>&1 | tee "$out/cueq_import.log"
       bench s3v2_train_ro $s3 1024 train --set compileModel=reduce-overhead --warmup 3 --repeat 5
       bench s4_train_ro $s4 1024 train --set compileModel=reduce-overhead --warmup 3 --repeat 5 ;;
     long)
-      for mode in off default; do
+      for mode in default off; do
         bench "s3v2_train16384_$mode" $s3 16384 train --set compileModel=$mode --warmup 2 --repeat 3
       done ;;
     sample)
-      rev() {  # NAME LENGTH SAMPLER MODE [extra]
-        local name=$1 length=$2 sampler=$3 mode=$4
-        shift 4
-        bench "$name" $s3 "$length" reverse --sampler "$sampler" --set compileModel="$mode" \
-          --warmup 0 --repeat 1 "$@"
-      }
       rev s3v2_rev1000_ddim10_off 1000 ddim:10 off
       rev s3v2_rev1000_ddim10_ro 1000 ddim:10 reduce-overhead
-      rev s3v2_rev1000_ddpm_b1_ro 1000 ddpm reduce-overhead
-      rev s3v2_rev16384_ddim10_ro 16384 ddim:10 reduce-overhead
-      rev s3v2_rev16384_ddim10_off 16384 ddim:10 off
       rev s3v2_rev1000_ddim10_b8_ro 1000 ddim:10 reduce-overhead --batch-size 8
+      rev s3v2_rev1000_ddpm_b1_ro 1000 ddpm reduce-overhead
       rev s3v2_rev1000_ddpm_b8_ro 1000 ddpm reduce-overhead --batch-size 8 ;;
+    sample16k)
+      rev s3v2_rev16384_ddim10_ro 16384 ddim:10 reduce-overhead
+      rev s3v2_rev16384_ddim10_off 16384 ddim:10 off ;;
     genie)
       [ -d .original_genie ] || { echo "run_compiled.sh: error: no .original_genie/" >&2; exit 2; }
       python3 benchmarks/bench_original_genie.py --lengths 256,512,1024 --modes train \
@@ -77,7 +83,7 @@ print('cuequivariance:', u() or 'imports')" 2>&1 | tee "$out/cueq_import.log"
       bench baseline_train_off $base 256,512,1024 train --set compileModel=off --warmup 3 --repeat 5
       bench baseline_train_default $base 256,1024 train --set compileModel=default --warmup 3 \
         --repeat 5 ;;
-    *) echo "run_compiled.sh: error: unknown part $part (tests, train, long, sample, genie)" >&2
+    *) echo "run_compiled.sh: error: unknown part $part (tests, train, long, sample, sample16k, genie)" >&2
        exit 2 ;;
   esac
 done

@@ -51,3 +51,11 @@ def test_the_one_command_refuses_missing_arguments(tmp_path):
                                                  str(tmp_path)]):  # fmt: skip
         result = subprocess.run(["bash", str(script), *args], capture_output=True, text=True)
         assert result.returncode == 2 and "run_cueq.sh: error: give --target DIR" in result.stderr
+
+
+def test_the_compiled_runs_refuse_an_unknown_part(tmp_path):
+    script = REPO / "benchmarks" / "run_compiled.sh"
+    result = subprocess.run(["bash", str(script), str(tmp_path / "out"), "abc1234", "bogus"],
+                            capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    assert result.returncode == 2
+    assert "unknown part bogus (tests, train, long, sample, sample16k, genie)" in result.stderr
