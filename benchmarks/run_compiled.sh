@@ -17,6 +17,8 @@
 #       sample16k  16,384 residues, DDIM stride 10, graph-captured, then eager
 # Every row is a bench_step.py child, killed after CHILD_LIMIT seconds (default 560: a cold
 # compile at 16,384 takes minutes; bench_step's own default, 300 s, would cut it off).
+#       stages   the other training configs (STAGES, default stage1 stage2 stage3 flash mhc
+#                mhc_flash stage5), training step at STAGE_LENGTHS (default 1024): off, then default
 #       genie    the dense baseline's training step (off, default) beside the original Genie's
 #                (aqlaboratory/genie, exported to .original_genie/), TF32 both, L = 256-1,024
 set -uo pipefail
@@ -74,6 +76,13 @@ print('cuequivariance:', u() or 'imports')" 2>&1 | tee "$out/cueq_import.log"
     sample16k)
       rev s3v2_rev16384_ddim10_ro 16384 ddim:10 reduce-overhead
       rev s3v2_rev16384_ddim10_off 16384 ddim:10 off ;;
+    stages)
+      for stage in ${STAGES:-stage1 stage2 stage3 flash mhc mhc_flash stage5}; do
+        for mode in off default; do
+          bench "${stage}_train_$mode" "configs/train_$stage.config" "${STAGE_LENGTHS:-1024}" train \
+            --set compileModel=$mode --warmup 3 --repeat 5
+        done
+      done ;;
     genie)
       [ -d .original_genie ] || { echo "run_compiled.sh: error: no .original_genie/" >&2; exit 2; }
       python3 benchmarks/bench_original_genie.py --lengths 256,512,1024 --modes train \
@@ -83,7 +92,7 @@ print('cuequivariance:', u() or 'imports')" 2>&1 | tee "$out/cueq_import.log"
       bench baseline_train_off $base 256,512,1024 train --set compileModel=off --warmup 3 --repeat 5
       bench baseline_train_default $base 256,1024 train --set compileModel=default --warmup 3 \
         --repeat 5 ;;
-    *) echo "run_compiled.sh: error: unknown part $part (tests, train, long, sample, sample16k, genie)" >&2
+    *) echo "run_compiled.sh: error: unknown part $part (tests, train, long, sample, sample16k, stages, genie)" >&2
        exit 2 ;;
   esac
 done
