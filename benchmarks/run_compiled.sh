@@ -12,15 +12,15 @@
 #       long     stage 3 V2 training step at L = 16,384: default, then off (the first compiled
 #                step compiles 16 chunks of 1,024 residues: several minutes, see CHILD_LIMIT)
 #       sample   whole reverse processes of 1,000 residues: DDIM stride 10 (100 model calls)
-#                eager and graph-captured, batch 1 and 8, then DDPM graph-captured, batch 1
-#                and 8
+#                eager, graph-captured, graph-captured in a batch of 8; then DDPM
+#                graph-captured, batch 1 and 8
 #       sample16k  16,384 residues, DDIM stride 10, graph-captured, then eager
-# Every row is a bench_step.py child, killed after CHILD_LIMIT seconds (default 560: a cold
-# compile at 16,384 takes minutes; bench_step's own default, 300 s, would cut it off).
 #       stages   the other training configs (STAGES, default stage1 stage2 stage3 flash mhc
 #                mhc_flash stage5), training step at STAGE_LENGTHS (default 1024): off, then default
 #       genie    the dense baseline's training step (off, default) beside the original Genie's
 #                (aqlaboratory/genie, exported to .original_genie/), TF32 both, L = 256-1,024
+# Every row is a bench_step.py child, killed after CHILD_LIMIT seconds (default 560: a cold
+# compile at 16,384 takes minutes; bench_step's own default, 300 s, would cut it off).
 set -uo pipefail
 out=$1 commit=$2
 shift 2
@@ -92,7 +92,8 @@ print('cuequivariance:', u() or 'imports')" 2>&1 | tee "$out/cueq_import.log"
       bench baseline_train_off $base 256,512,1024 train --set compileModel=off --warmup 3 --repeat 5
       bench baseline_train_default $base 256,1024 train --set compileModel=default --warmup 3 \
         --repeat 5 ;;
-    *) echo "run_compiled.sh: error: unknown part $part (tests, train, long, sample, sample16k, stages, genie)" >&2
+    *) echo "run_compiled.sh: error: unknown part $part" \
+         "(tests, train, long, sample, sample16k, stages, genie)" >&2
        exit 2 ;;
   esac
 done
