@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cuEquivariance's fused triangle kernels on one GPU: their tests, the layer benchmark and the
-# baseline's eager training/sampling step with each triangleKernel (see benchmarks/README.md). Installs
-# nothing: the packages are read from --target (a folder made with pip install --target).
+# baseline's eager training/sampling step with each triangleKernel (see benchmarks/README.md).
+# Installs nothing: the packages are read from --target (a folder made with pip install --target).
 #   bash benchmarks/run_cueq.sh --target DIR --out OUT_DIR [--commit C] [--lengths 256,512,1024]
 #                               [--parts tests,layers,step]
 # Writes OUT_DIR/tests.log, triangle.json (+ .log), step_reference.json, step_cuequivariance.json
