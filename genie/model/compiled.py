@@ -12,20 +12,27 @@ What is compiled, and what is not:
   is index work, and its one data-dependent size, the column-list width (the largest in-degree),
   is settled there, rounded up to a multiple of 8 (:class:`~genie.geometry.graph.KnnGraph`).
   Every shipped config's forward is then one graph without breaks (``tests/model/
-  test_compiled.py`` checks this with ``torch._dynamo.explain``, and ``fullgraph=True``).
+  test_compiled.py`` checks this with ``torch._dynamo.explain``) while its chunked operations
+  have at most ``MAX_UNROLLED`` chunks (below).
+- A chunked operation of more than :data:`~genie.utils.chunking.MAX_UNROLLED` chunks is a
+  deliberate graph break: its chunks run through one compiled chunk function
+  (:mod:`genie.utils.chunking`), compiled like the forward, instead of being unrolled into the
+  graph, so compile time does not grow with the number of chunks (``docs/BENCHMARKS.md``).
 - Shapes: ``torch.compile``'s automatic dynamic shapes. The first call compiles for its exact
   shapes; the first change of a size (chain length n, column width) recompiles once with that
   size symbolic, and later sizes reuse it. Further recompilations happen only where a size
-  changes the program: the number of chunks of a chunked operation, ⌈n / chunk size⌉
-  (:func:`~genie.utils.chunking.chunk_slices`), and a last chunk of exactly one residue. So a
-  run of crops up to 4,096 residues in chunks of 1,024 compiles about 2 + 2·4 times at most,
-  and no length padding is needed (padding would cost its residues in every step). The
+  changes the program: the number of chunks of a chunked operation up to ``MAX_UNROLLED`` (one
+  variant each; beyond, the count is the chunk loop's business), and a last chunk of exactly one
+  residue. No length padding is needed (padding would cost its residues in every step). The
   per-function recompilation limit is raised to :data:`RECOMPILE_LIMIT` (PyTorch's default, 8,
-  would send the longest crops of stage 4, 16 chunks, back to eager).
-- ``reduce-overhead`` adds CUDA graphs (cudagraph trees): one recorded graph per distinct
-  concrete shape, replayed on fixed buffers. A reverse-diffusion loop at one length sees a
-  handful of shapes (the column-width buckets), so its model calls are replays after the first
-  few steps. Outputs are copied out of the graph's memory before they are returned.
+  would send some lengths back to eager: the unrolled chunk counts, and the chunk function's
+  variants, one pair per chunked layer class).
+- ``reduce-overhead`` and ``max-autotune`` add CUDA graphs (cudagraph trees): one recorded graph
+  per distinct concrete shape, replayed on fixed buffers. A reverse-diffusion loop at one length
+  sees a handful of shapes (the column-width buckets), so its model calls are replays after the
+  first few steps. Outputs are copied out of the graph's memory before they are returned. The
+  chunk function runs without CUDA graphs (at lengths of many chunks the launches are a small
+  share of a chunk's work).
 """
 
 from __future__ import annotations
@@ -37,11 +44,15 @@ import torch
 from torch import nn
 
 from genie.geometry.graph import KnnGraph
+from genie.utils.chunking import chunks_run_by, compile_chunk_runner
 from genie.utils.runtime import COMPILE_MODES
 
 log = logging.getLogger(__name__)
 _MODES = COMPILE_MODES[2:]  # the torch.compile modes
-RECOMPILE_LIMIT = 64  # compiled variants per function (chunk counts × special sizes)
+RECOMPILE_LIMIT = 64  # compiled variants per function (chunked layer classes × special sizes)
+_GRAPHED = ("reduce-overhead", "max-autotune")  # the modes with CUDA graphs
+_CHUNK_MODES = {"default": "default", "reduce-overhead": "default",
+                "max-autotune": "max-autotune-no-cudagraphs"}  # fmt: skip
 
 
 class CompiledDenoiser:
@@ -67,8 +78,10 @@ class CompiledDenoiser:
         torch._dynamo.config.recompile_limit = max(limit, RECOMPILE_LIMIT)  # process-wide
         if backend == "inductor":
             self._compiled = torch.compile(model.forward, mode=mode)
+            self._chunk_runner = compile_chunk_runner(mode=_CHUNK_MODES[mode])
         else:  # modes are inductor options
             self._compiled = torch.compile(model.forward, backend=backend)
+            self._chunk_runner = compile_chunk_runner(backend=backend)
         self.failed: str | None = None  # the error that made it fall back to eager
 
     @property
@@ -119,10 +132,12 @@ class CompiledDenoiser:
 
     def _call_compiled(self, *args: Any) -> torch.Tensor:
         coords, timesteps, mask, residue_index, graph, inputs = args
-        if self.mode == "reduce-overhead":
+        graphed = self.mode in _GRAPHED
+        if graphed:
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are done
-        out = self._compiled(coords, timesteps, mask, residue_index, graph=graph, **inputs)
-        return out.clone() if self.mode == "reduce-overhead" else out
+        with chunks_run_by(self._chunk_runner):
+            out = self._compiled(coords, timesteps, mask, residue_index, graph=graph, **inputs)
+        return out.clone() if graphed else out
 
 
 def _describe(err: BaseException) -> str:

@@ -113,6 +113,37 @@ def test_recompiles_are_bounded_when_the_length_changes():
     assert len(compiles) == 2  # static for n = 16, then one graph with n symbolic
 
 
+def test_many_chunks_compile_as_often_however_many_they_are():
+    """More than MAX_UNROLLED chunks of the sparse layers run through the chunk function
+    (genie/utils/chunking.py): 10 or 18 chunks compile the same graphs (their operations
+    counted; unrolled, the count would grow with the chunks), and the output and every gradient
+    still equal eager (float64)."""
+    counts = []
+    for n in (20, 36):  # sparseChunkSize 2
+        dynamo.reset()
+        compiles = []
+
+        def counting_backend(graph, inputs, compiles=compiles):
+            compiles.append(len(graph.graph.nodes))
+            return graph.forward
+
+        model = tiny_model("stage3v2", "sparseChunkSize=2").train()
+        x, t, mask = denoiser_batch(n, 1, seed=n)
+        compiled = CompiledDenoiser(model, mode="default", backend=counting_backend)
+        results = []
+        for run in (model, compiled):
+            xi = x.clone().requires_grad_(True)
+            out = run(xi, t, mask)
+            results.append(
+                (out, *torch.autograd.grad(out.square().sum(), [xi, *model.parameters()]))
+            )
+        assert compiled.failed is None
+        for got, want in zip(results[1], results[0], strict=True):
+            assert_close(got, want, rtol=1e-10, atol=1e-10)
+        counts.append(sum(compiles))
+    assert counts[0] == counts[1], counts
+
+
 def test_a_compiler_failure_falls_back_to_eager_with_one_warning(caplog):
     def broken_backend(graph, inputs):
         raise RuntimeError("backend exploded")

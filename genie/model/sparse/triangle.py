@@ -39,7 +39,7 @@ from genie.model.dense.triangle_attention import MASK_BIAS, TriangleAttention
 from genie.model.dense.triangle_multiplication import TriangleMultiplication
 from genie.model.layout import WHOLE_CHAIN, SequenceLayout, SequenceParallel
 from genie.utils.checkpointing import recompute
-from genie.utils.chunking import chunk_slices
+from genie.utils.chunking import chunked
 
 
 def over_lists(
@@ -64,8 +64,7 @@ def over_lists(
         keys = layout.own_edge_ids(ids, n=graph.n, k=graph.k) if axis == "row" else ids
         return fn(keys, third)
 
-    pieces = [recompute(chunk, lists[:, piece]) for piece in chunk_slices(n, chunk_size)]
-    out = torch.cat(pieces, dim=1)  # [b, n, L, c]
+    out = chunked(lambda sl: recompute(chunk, lists[:, sl]), n, chunk_size, dim=1)  # [b, n, L, c]
     if axis == "row":
         return out  # slot s of row i is edge i·k + s already
     return layout.reduce_scatter(scatter_edges(out, lists, n=graph.n, k=graph.k))
