@@ -9,8 +9,11 @@
 #                prints its failures: keep it below any outer limit)
 #       train    stage 3 V2 and stage 4 training steps at L = 1,024: off, default (then
 #                reduce-overhead)
-#       long     stage 3 V2 training step at L = 16,384: default, then off (the first compiled
-#                step compiles 16 chunks of 1,024 residues: several minutes, see CHILD_LIMIT)
+#       long     stage 3 V2 training step at L = 16,384: default, then off (its 16 chunks of
+#                1,024 residues run through one compiled chunk function: genie/utils/chunking.py)
+#       compiletime  the first (compiling) and second compiled forward + backward of stage 3 V2
+#                at L = 16,384 in 16 chunks, a cold Inductor cache each: the chunk loop apart,
+#                then unrolled (ARMS, default apart,unrolled; benchmarks/compile_time.py)
 #       sample   whole reverse processes of 1,000 residues: DDIM stride 10 (100 model calls)
 #                eager, graph-captured, graph-captured in a batch of 8; then DDPM
 #                graph-captured, batch 1 and 8
@@ -67,6 +70,11 @@ print('cuequivariance:', u() or 'imports')" 2>&1 | tee "$out/cueq_import.log"
       for mode in default off; do
         bench "s3v2_train16384_$mode" $s3 16384 train --set compileModel=$mode --warmup 2 --repeat 3
       done ;;
+    compiletime)
+      python3 benchmarks/compile_time.py --config $s3 --length 16384 --chunks 16 \
+        --arms "${ARMS:-apart,unrolled}" --device cuda --timeout "${CHILD_LIMIT:-560}" \
+        --out "$out/compile_time.json" 2>&1 | tee "$out/compile_time.log" | tail -n 4
+      echo "== compiletime ($SECONDS s)" ;;
     sample)
       rev s3v2_rev1000_ddim10_off 1000 ddim:10 off
       rev s3v2_rev1000_ddim10_ro 1000 ddim:10 reduce-overhead
@@ -93,7 +101,7 @@ print('cuequivariance:', u() or 'imports')" 2>&1 | tee "$out/cueq_import.log"
       bench baseline_train_default $base 256,1024 train --set compileModel=default --warmup 3 \
         --repeat 5 ;;
     *) echo "run_compiled.sh: error: unknown part $part" \
-         "(tests, train, long, sample, sample16k, stages, genie)" >&2
+         "(tests, train, long, compiletime, sample, sample16k, stages, genie)" >&2
        exit 2 ;;
   esac
 done

@@ -58,5 +58,5 @@ def test_the_compiled_runs_refuse_an_unknown_part(tmp_path):
     result = subprocess.run(["bash", str(script), str(tmp_path / "out"), "abc1234", "bogus"],
                             capture_output=True, text=True, cwd=REPO)  # fmt: skip
     assert result.returncode == 2
-    parts = "tests, train, long, sample, sample16k, stages, genie"
+    parts = "tests, train, long, compiletime, sample, sample16k, stages, genie"
     assert f"unknown part bogus ({parts})" in result.stderr
