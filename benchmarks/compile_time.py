@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.bench_data import make_batch  # noqa: E402
 from benchmarks.bench_measure import RESULT_PREFIX  # noqa: E402
-from benchmarks.bench_step import git_info, run_child  # noqa: E402
+from benchmarks.bench_step import _child_env, git_info, run_child  # noqa: E402
 from genie.utils.chunking import MAX_UNROLLED  # noqa: E402
 
 ARMS = ("apart", "unrolled")
@@ -136,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 device=args.device,
             )
             with tempfile.TemporaryDirectory(prefix="inductor_") as cache:
-                path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-                env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache, "PYTHONPATH": path}
+                env = {**_child_env(), "TORCHINDUCTOR_CACHE_DIR": cache}
                 command = [sys.executable, __file__, "--child", json.dumps(spec)]
                 row = run_child(command, args.timeout, env) | {"arm": arm, "chunks": chunks}
             result["rows"].append(row)

@@ -52,7 +52,12 @@ def chunked(
 
 
 def chunk_slices(size: int, chunk_size: int | None) -> list[slice]:
-    """Consecutive slices of ``chunk_size`` positions covering ``range(size)`` (None: one)."""
+    """Consecutive slices of ``chunk_size`` positions covering ``range(size)`` (None: one).
+
+    The loop runs over the number of chunks, ⌈size / chunk_size⌉, not over ``range(0, size,
+    step)``: traced by ``torch.compile`` (up to :data:`MAX_UNROLLED` chunks) with a symbolic
+    size, the program then depends on that count only (``range`` over the size itself would
+    fix the size to one value, so every length would compile anew)."""
     if chunk_size is None:
         return [slice(0, size)]
     if chunk_size < 1:
